@@ -1,0 +1,35 @@
+//! The library behind `producer` (P1) and `consumer` (P2): hand an image from
+//! one process to another through a shared-memory segment, or through a socket
+//! for comparison.
+//!
+//! One module per concept:
+//! - [`name`]: validated names and the paths of segment and socket files;
+//! - [`layout`]: the byte layout of a segment and the checks a reader makes;
+//! - [`segment`]: creating, publishing, opening, locking and removing segments;
+//! - [`wait`]: bounded, signal-aware waiting (futex slices, polling);
+//! - [`liveness`]: whether a peer process is still alive;
+//! - [`signals`]: SIGINT/SIGTERM turned into errors, so cleanup runs;
+//! - [`png`]: checking and decoding the image, with limits;
+//! - [`transport`]: the ways a payload travels, behind one interface;
+//! - [`transfer`]: one whole transfer as each binary runs it, and its report;
+//! - [`story`], [`progress`], [`cli`]: what the binaries print;
+//! - [`error`]: the error type.
+
+#![deny(missing_docs)]
+
+pub mod cli;
+pub mod error;
+pub mod layout;
+pub mod liveness;
+pub mod name;
+pub mod png;
+pub mod progress;
+pub mod segment;
+pub mod signals;
+pub mod story;
+pub mod transfer;
+pub mod transport;
+pub mod wait;
+
+pub use error::{Error, Result, Role};
+pub use name::Name;

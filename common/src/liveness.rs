@@ -1,0 +1,102 @@
+//! Is a peer process still alive?
+//!
+//! A pid alone is not enough: pids are reused, and a killed child stays a zombie
+//! (still answering `kill(pid, 0)`) until its parent reaps it. So a process is
+//! identified by its pid *and* its start time (field 22 of `/proc/PID/stat`, in
+//! clock ticks after boot), and a zombie counts as dead.
+
+use rustix::process::{test_kill_process, Pid};
+
+/// The fields of `/proc/PID/stat` this module needs.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+struct Stat {
+    state: char,
+    start_time: u64,
+}
+
+/// Parses `/proc/PID/stat`. The command name (field 2) may hold spaces and
+/// parentheses, so fields are counted from the last `)`.
+fn parse_stat(text: &str) -> Option<Stat> {
+    let rest = &text[text.rfind(')')? + 1..];
+    let mut fields = rest.split_ascii_whitespace();
+    // After ")": field 3 is the state, field 22 the start time.
+    let state = fields.next()?.chars().next()?;
+    let start_time = fields.nth(22 - 4)?.parse().ok()?;
+    Some(Stat { state, start_time })
+}
+
+fn stat(pid: u32) -> Option<Stat> {
+    let text = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    parse_stat(&text)
+}
+
+/// Start time of this process, to record next to its pid (0 if unknown).
+pub fn own_start_time() -> u64 {
+    stat(std::process::id()).map_or(0, |s| s.start_time)
+}
+
+/// Whether the process `pid` that started at `start_time` is still running.
+///
+/// `start_time` 0 means "not recorded" and skips that comparison. Pid 0 is never
+/// alive (it is what an unset field holds).
+pub fn is_alive(pid: u32, start_time: u64) -> bool {
+    let Some(raw) = i32::try_from(pid).ok().and_then(Pid::from_raw) else {
+        return false;
+    };
+    match test_kill_process(raw) {
+        // EPERM: it exists but belongs to someone else; still alive.
+        Ok(()) | Err(rustix::io::Errno::PERM) => {}
+        Err(_) => return false,
+    }
+    match stat(pid) {
+        Some(s) => {
+            !matches!(s.state, 'Z' | 'X' | 'x') && (start_time == 0 || s.start_time == start_time)
+        }
+        // It vanished just now, or there is no /proc to ask: then trust kill(2).
+        None => !std::path::Path::new("/proc/self").exists(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parses_names_with_spaces_and_parentheses() {
+        let line =
+            "1234 (a) b (c)) S 1 1234 1234 0 -1 4194560 100 0 0 0 1 2 0 0 20 0 1 0 987654 1000 200";
+        assert_eq!(
+            parse_stat(line),
+            Some(Stat {
+                state: 'S',
+                start_time: 987654
+            })
+        );
+        assert_eq!(parse_stat("garbage"), None);
+    }
+
+    #[test]
+    fn this_process_is_alive_and_a_wrong_start_time_is_not() {
+        let me = std::process::id();
+        let start = own_start_time();
+        assert!(start > 0);
+        assert!(is_alive(me, start));
+        assert!(is_alive(me, 0));
+        assert!(!is_alive(me, start + 1));
+        assert!(!is_alive(0, 0));
+    }
+
+    #[test]
+    fn a_reaped_child_is_dead_and_a_zombie_too() {
+        let mut child = std::process::Command::new("true").spawn().unwrap();
+        let pid = child.id();
+        // Give it time to exit; until reaped it is a zombie, which counts as dead.
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
+        while is_alive(pid, 0) && std::time::Instant::now() < deadline {
+            std::thread::sleep(std::time::Duration::from_millis(5));
+        }
+        assert!(!is_alive(pid, 0), "zombie counted as alive");
+        child.wait().unwrap();
+        assert!(!is_alive(pid, 0));
+    }
+}

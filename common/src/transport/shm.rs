@@ -1,0 +1,292 @@
+//! The shared-memory transport: one segment, one slot, one lock.
+//!
+//! # The protocol
+//! Producer (P1):
+//! 1. creates the segment under a temporary name and takes slot 0's mutex;
+//! 2. publishes it (so a consumer that attaches now finds the lock held);
+//! 3. copies the image into the payload, records length, CRC-32 and sequence
+//!    number, sets the state to READY (Release store, futex wake);
+//! 4. keeps the lock for `--hold` ms, then releases it;
+//! 5. sleeps on the state word until the consumer sets ACKED or REJECTED,
+//!    checking every 100 ms that the consumer that claimed it is alive;
+//! 6. removes the segment.
+//!
+//! Consumer (P2):
+//! 1. waits for the segment to appear, opens and validates it, and claims it
+//!    (records its pid so the producer can watch it);
+//! 2. waits for slot 0's mutex in whole-second slices, checking that the
+//!    holder is alive between slices;
+//! 3. holding the lock, checks the state is READY, reads length, CRC and
+//!    sequence number, and hands the payload slice, in place, to the caller
+//!    (which verifies the CRC and decodes);
+//! 4. checks the sequence number did not move, sets ACKED (or REJECTED),
+//!    wakes the producer and releases the lock.
+//!
+//! No condition variable is shared between the processes: all sleeping is on
+//! futexes with timeouts, so a process killed at any point cannot wedge its peer.
+
+use std::os::unix::fs::FileExt;
+use std::sync::atomic::Ordering;
+use std::time::{Duration, Instant};
+
+use crate::error::{Error, Result, Role};
+use crate::layout::{state, Geometry, Kind};
+use crate::png;
+use crate::segment::{state_name, Published, Segment, SlotGuard};
+use crate::story::{gbps, ms, thousands};
+use crate::transport::{Incoming, Outgoing, Received, Sent, Session, Transport, TransportKind};
+use crate::wait::{self, Deadline};
+
+/// The shared-memory transport.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct Shm;
+
+impl Transport for Shm {
+    fn kind(&self) -> TransportKind {
+        TransportKind::Shm
+    }
+
+    fn send(&self, session: &Session<'_>, out: &Outgoing<'_>) -> Result<Sent> {
+        let story = session.story;
+        let name = session.name;
+        let len = out.image.len;
+        let segment = Segment::create(name, Geometry::new(Kind::Transfer, len, 1))?;
+        let mut guard = segment
+            .try_lock(0)?
+            .ok_or_else(|| Error::Usage("a fresh segment's lock was taken".into()))?;
+        if let Published::ReplacedStale { pid } = segment.publish()? {
+            story.say(format_args!(
+                "replaced a stale segment {name} left by dead pid {pid}"
+            ));
+        }
+        story.say(format_args!(
+            "created {} ({} header + {}-byte payload) and took its lock",
+            name.shm_path().display(),
+            "4 KiB",
+            thousands(len)
+        ));
+
+        let started = Instant::now();
+        let payload = &mut guard.payload_mut()?[..len as usize];
+        // The kernel copies the file's page-cache pages straight into the
+        // segment: one copy, and no heap buffer in between.
+        out.image
+            .file
+            .read_exact_at(payload, 0)
+            .map_err(|e| Error::BadImage {
+                path: out.image.path.clone(),
+                reason: format!("reading it failed ({e}); did it change meanwhile?"),
+            })?;
+        let copy = started.elapsed();
+        let crc32 = png::crc32(payload);
+        publish_payload(&guard, len, crc32);
+        story.say(format_args!(
+            "copied {} bytes from the file into shared memory in {} ({}); crc32 {crc32:08x}",
+            thousands(len),
+            ms(copy),
+            gbps(len, copy)
+        ));
+
+        if !out.hold.is_zero() {
+            story.say(format_args!(
+                "holding exclusive access for {} ms (--hold)",
+                out.hold.as_millis()
+            ));
+            let _spin = story.waiting("holding the lock (--hold)");
+            wait::sleep(out.hold)?;
+        }
+        drop(guard);
+        story.say("released the lock; waiting for a consumer to read it");
+
+        let deadline = Deadline::after(session.timeout);
+        let slot = segment.slot(0);
+        let outcome = {
+            let _spin = story.waiting(format!("waiting for a consumer to read segment {name}"));
+            wait::until(
+                &slot.state,
+                &deadline,
+                |s| s == state::ACKED || s == state::REJECTED,
+                || match segment.dead_consumer() {
+                    Some(pid) => Err(Error::PeerDied {
+                        role: Role::Consumer,
+                        pid,
+                        when: format!("before acknowledging segment {name}"),
+                    }),
+                    None => Ok(()),
+                },
+            )?
+        };
+        let wait = deadline.elapsed();
+        let consumer_pid = Some(segment.consumer_pid()).filter(|&pid| pid != 0);
+        match outcome {
+            Some(state::ACKED) => {
+                story.say(format_args!(
+                    "consumer pid {} acknowledged after {}; removing the segment",
+                    consumer_pid.unwrap_or(0),
+                    ms(wait)
+                ));
+                Ok(Sent {
+                    crc32,
+                    copy,
+                    wait,
+                    consumer_pid,
+                })
+            }
+            Some(_) => Err(Error::Rejected(format!(
+                "consumer pid {} found it bad; see its message",
+                consumer_pid.unwrap_or(0)
+            ))),
+            None => Err(deadline.timeout(match consumer_pid {
+                Some(pid) => format!("consumer pid {pid} did not acknowledge segment {name}"),
+                None => format!("no consumer read segment {name}"),
+            })),
+        }
+    }
+
+    fn receive(
+        &self,
+        session: &Session<'_>,
+        accept: &mut dyn FnMut(Incoming<'_>) -> Result<()>,
+    ) -> Result<Received> {
+        let story = session.story;
+        let name = session.name;
+        let deadline = Deadline::after(session.timeout);
+        let segment = {
+            let _spin = story.waiting(format!("waiting for a producer to publish segment {name}"));
+            Segment::wait_open(name, &deadline)?
+        }
+        .ok_or_else(|| deadline.timeout(format!("no producer published segment {name}")))?;
+        let kind = segment.geometry().kind;
+        if kind != Kind::Transfer {
+            return Err(Error::BadSegment {
+                name: name.to_string(),
+                reason: format!("it holds a {}, not a transfer", kind.as_str()),
+            });
+        }
+        segment.claim()?;
+        let producer = segment.producer_pid();
+        story.say(format_args!(
+            "attached {} (payload capacity {} bytes) made by producer pid {producer}",
+            name.shm_path().display(),
+            thousands(segment.geometry().capacity),
+        ));
+
+        let guard = lock_ready(&segment, &deadline, story)?;
+        let wait = deadline.elapsed();
+        let slot = guard.slot();
+        let seq = slot.seq.load(Ordering::Relaxed);
+        let len = slot.len.load(Ordering::Relaxed);
+        let crc32 = slot.crc32.load(Ordering::Relaxed);
+        story.say(format_args!(
+            "got the lock after {}; reading {} bytes in place (no copy)",
+            ms(wait),
+            thousands(len)
+        ));
+        let result = guard.payload(len).and_then(|bytes| {
+            accept(Incoming { bytes, crc32 })?;
+            let now = slot.seq.load(Ordering::Relaxed);
+            if now != seq {
+                return Err(Error::BadSegment {
+                    name: name.to_string(),
+                    reason: format!(
+                        "the payload changed while being read (sequence {seq} -> {now})"
+                    ),
+                });
+            }
+            Ok(())
+        });
+        match result {
+            Ok(()) => {
+                guard.set_state(state::ACKED);
+                drop(guard);
+                story.say("acknowledged and released the lock");
+                Ok(Received {
+                    wait,
+                    receive: Duration::ZERO,
+                    producer_pid: Some(producer),
+                })
+            }
+            Err(e) => {
+                guard.set_state(state::REJECTED);
+                Err(e)
+            }
+        }
+    }
+}
+
+/// Records a payload's length, CRC and sequence number and marks it READY.
+/// The Release store of the state publishes the payload bytes and fields
+/// written before it to whoever loads the state with Acquire.
+fn publish_payload(guard: &SlotGuard<'_>, len: u64, crc32: u32) {
+    let slot = guard.slot();
+    slot.len.store(len, Ordering::Relaxed);
+    slot.crc32.store(crc32, Ordering::Relaxed);
+    slot.seq.fetch_add(1, Ordering::Relaxed);
+    guard.set_state(state::READY);
+}
+
+/// Takes slot 0's lock once it holds a READY payload.
+fn lock_ready<'s>(
+    segment: &'s Segment,
+    deadline: &Deadline,
+    story: &crate::story::Story,
+) -> Result<SlotGuard<'s>> {
+    let name = segment.name();
+    loop {
+        let guard = {
+            let _spin = story.waiting(format!("waiting for the lock on segment {name}"));
+            segment.lock(0, deadline, |holder| {
+                story.say(format_args!(
+                    "waiting for the lock, held by {}",
+                    holder_label(segment, holder)
+                ));
+            })?
+        };
+        let Some(guard) = guard else {
+            let holder = segment.slot(0).holder_pid.load(Ordering::Relaxed);
+            return Err(deadline.timeout(format!(
+                "the lock on segment {name} stayed held by {}",
+                holder_label(segment, holder)
+            )));
+        };
+        match guard.slot().state.load(Ordering::Acquire) {
+            state::READY => return Ok(guard),
+            state::EMPTY => {}
+            other => {
+                return Err(Error::BadSegment {
+                    name: name.to_string(),
+                    reason: format!("its payload was already {}", state_name(other)),
+                })
+            }
+        }
+        // Not written yet: let the producer in, and sleep until the state moves.
+        drop(guard);
+        let moved = wait::until(
+            &segment.slot(0).state,
+            deadline,
+            |s| s != state::EMPTY,
+            || {
+                if segment.owner_alive() {
+                    Ok(())
+                } else {
+                    Err(Error::PeerDied {
+                        role: Role::Producer,
+                        pid: segment.producer_pid(),
+                        when: format!("before writing a payload into segment {name}"),
+                    })
+                }
+            },
+        )?;
+        if moved.is_none() {
+            return Err(deadline.timeout(format!("no payload was written into segment {name}")));
+        }
+    }
+}
+
+fn holder_label(segment: &Segment, pid: u32) -> String {
+    if pid == 0 || pid == segment.producer_pid() {
+        format!("producer pid {}", segment.producer_pid())
+    } else {
+        format!("pid {pid}")
+    }
+}

@@ -1,0 +1,203 @@
+//! Bounded waiting: every wait in this crate has a deadline, sleeps in short
+//! slices, and between slices checks for signals and lets the caller check its
+//! peer's liveness.
+//!
+//! State changes in a segment are announced on a 32-bit state word with a futex
+//! (`FUTEX_WAIT` / `FUTEX_WAKE` without `FUTEX_PRIVATE_FLAG`, so they work across
+//! processes mapping the same file). Unlike a process-shared condition variable,
+//! a futex keeps no state in user memory that a dying process could leave
+//! inconsistent: a waiter killed in `FUTEX_WAIT` simply disappears from the
+//! kernel's wait queue, and a wake with no waiter is a no-op.
+
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::time::{Duration, Instant};
+
+use rustix::thread::futex;
+
+use crate::error::{Error, Result};
+use crate::signals;
+
+/// Longest single sleep: how quickly a signal or a dead peer is noticed.
+pub const SLICE: Duration = Duration::from_millis(100);
+
+/// A point in time after which a wait gives up.
+#[derive(Clone, Copy, Debug)]
+pub struct Deadline {
+    start: Instant,
+    limit: Duration,
+}
+
+impl Deadline {
+    /// A deadline `limit` from now.
+    pub fn after(limit: Duration) -> Deadline {
+        Deadline {
+            start: Instant::now(),
+            limit,
+        }
+    }
+
+    /// Time left, or `None` once the deadline has passed.
+    pub fn remaining(&self) -> Option<Duration> {
+        self.limit
+            .checked_sub(self.start.elapsed())
+            .filter(|d| !d.is_zero())
+    }
+
+    /// Time since the deadline was set.
+    pub fn elapsed(&self) -> Duration {
+        self.start.elapsed()
+    }
+
+    /// The [`Error::Timeout`] for this deadline, saying what was awaited.
+    pub fn timeout(&self, what: impl Into<String>) -> Error {
+        Error::Timeout {
+            what: what.into(),
+            waited: self.elapsed(),
+        }
+    }
+}
+
+/// Sleeps until `done(word)` holds, or the deadline passes (`Ok(None)`).
+///
+/// Between slices of at most [`SLICE`] it checks for signals and calls
+/// `between`, which may end the wait with an error (a dead peer, say).
+/// The load of the word is `Acquire`: it pairs with the `Release` store that
+/// changed the state, so everything written before that store is visible.
+///
+/// # Errors
+/// [`Error::Interrupted`] on a signal, or whatever `between` returns.
+pub fn until(
+    word: &AtomicU32,
+    deadline: &Deadline,
+    mut done: impl FnMut(u32) -> bool,
+    mut between: impl FnMut() -> Result<()>,
+) -> Result<Option<u32>> {
+    loop {
+        let value = word.load(Ordering::Acquire);
+        if done(value) {
+            return Ok(Some(value));
+        }
+        signals::check()?;
+        between()?;
+        let Some(left) = deadline.remaining() else {
+            return Ok(None);
+        };
+        let slice = left.min(SLICE);
+        let timeout = futex::Timespec {
+            tv_sec: slice.as_secs() as _,
+            tv_nsec: slice.subsec_nanos() as _,
+        };
+        // Returns on a wake, on a timeout, with EAGAIN if the word no longer holds
+        // `value`, or with EINTR: in every case the loop re-reads the word.
+        let _ = futex::wait(word, futex::Flags::empty(), value, Some(&timeout));
+    }
+}
+
+/// Wakes every process sleeping on `word` (after a `Release` store to it).
+pub fn wake_all(word: &AtomicU32) {
+    // Errors are impossible for a valid address; a failed wake would only
+    // delay waiters until their next slice.
+    let _ = futex::wake(word, futex::Flags::empty(), u32::MAX);
+}
+
+/// Calls `poll` every `interval` until it yields a value or the deadline passes
+/// (`Ok(None)`), checking for signals in between.
+///
+/// # Errors
+/// [`Error::Interrupted`] on a signal, or whatever `poll` returns.
+pub fn poll<T>(
+    deadline: &Deadline,
+    interval: Duration,
+    mut poll: impl FnMut() -> Result<Option<T>>,
+) -> Result<Option<T>> {
+    loop {
+        if let Some(value) = poll()? {
+            return Ok(Some(value));
+        }
+        signals::check()?;
+        let Some(left) = deadline.remaining() else {
+            return Ok(None);
+        };
+        std::thread::sleep(left.min(interval));
+    }
+}
+
+/// Sleeps for `total`, in slices, returning early with an error on a signal.
+///
+/// # Errors
+/// [`Error::Interrupted`].
+pub fn sleep(total: Duration) -> Result<()> {
+    let deadline = Deadline::after(total);
+    while let Some(left) = deadline.remaining() {
+        signals::check()?;
+        std::thread::sleep(left.min(SLICE));
+    }
+    signals::check()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::sync::Arc;
+
+    #[test]
+    fn a_wait_ends_at_its_deadline() {
+        let word = AtomicU32::new(0);
+        let deadline = Deadline::after(Duration::from_millis(250));
+        let mut slices = 0;
+        let got = until(
+            &word,
+            &deadline,
+            |v| v == 1,
+            || {
+                slices += 1;
+                Ok(())
+            },
+        )
+        .unwrap();
+        assert_eq!(got, None);
+        assert!(deadline.elapsed() >= Duration::from_millis(250));
+        assert!(slices >= 3, "between() ran {slices} times");
+    }
+
+    #[test]
+    fn a_store_and_wake_ends_the_wait() {
+        let word = Arc::new(AtomicU32::new(0));
+        let w2 = Arc::clone(&word);
+        let t = std::thread::spawn(move || {
+            std::thread::sleep(Duration::from_millis(50));
+            w2.store(7, Ordering::Release);
+            wake_all(&w2);
+        });
+        let deadline = Deadline::after(Duration::from_secs(10));
+        let got = until(&word, &deadline, |v| v == 7, || Ok(())).unwrap();
+        assert_eq!(got, Some(7));
+        assert!(deadline.elapsed() < Duration::from_secs(5));
+        t.join().unwrap();
+    }
+
+    #[test]
+    fn between_can_end_the_wait_with_an_error() {
+        let word = AtomicU32::new(0);
+        let deadline = Deadline::after(Duration::from_secs(10));
+        let err = until(
+            &word,
+            &deadline,
+            |_| false,
+            || Err(Error::Usage("peer gone".into())),
+        );
+        assert!(matches!(err, Err(Error::Usage(_))));
+    }
+
+    #[test]
+    fn poll_returns_the_first_value() {
+        let mut n = 0;
+        let deadline = Deadline::after(Duration::from_secs(10));
+        let got = poll(&deadline, Duration::from_millis(1), || {
+            n += 1;
+            Ok((n == 3).then_some(n))
+        })
+        .unwrap();
+        assert_eq!(got, Some(3));
+    }
+}

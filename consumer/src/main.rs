@@ -1,0 +1,66 @@
+//! `consumer` (P2): waits until the producer releases the segment, then
+//! verifies and decodes the image straight from shared memory.
+//!
+//! All the logic lives in the `common` crate; this file only parses flags.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::time::Duration;
+
+use clap::Parser;
+use common::png::Limits;
+use common::transfer::{self, ConsumerOptions};
+use common::transport::TransportKind;
+use common::{cli, story::Story, Name, Role};
+
+/// P2: wait for the producer's segment and its lock, then decode the image in
+/// place.
+#[derive(Parser, Debug)]
+#[command(version, about, long_about = None)]
+struct Args {
+    /// Segment name, as given to the producer.
+    #[arg(long, default_value = "p1p2")]
+    name: String,
+
+    /// Seconds to wait for the producer (its segment and its lock).
+    #[arg(long, default_value = "30", value_name = "SECS", value_parser = cli::parse_secs)]
+    timeout: Duration,
+
+    /// Write the decoded image to FILE (format from the extension: .png).
+    #[arg(long, value_name = "FILE")]
+    out: Option<PathBuf>,
+
+    /// Refuse images wider or taller than PX pixels.
+    #[arg(long, default_value_t = Limits::default().max_width, value_name = "PX")]
+    max_dim: u32,
+
+    /// Let the decoder allocate at most MIB mebibytes.
+    #[arg(long, default_value_t = Limits::default().max_alloc >> 20, value_name = "MIB")]
+    max_alloc: u64,
+
+    /// Print one JSON object on stdout instead of the story.
+    #[arg(long)]
+    json: bool,
+}
+
+fn main() -> ExitCode {
+    let args = Args::parse();
+    let story = Story::new(Role::Consumer, args.json);
+    let result = Name::new(&args.name).and_then(|name| {
+        transfer::consume(
+            &ConsumerOptions {
+                name,
+                timeout: args.timeout,
+                out: args.out,
+                limits: Limits {
+                    max_width: args.max_dim,
+                    max_height: args.max_dim,
+                    max_alloc: args.max_alloc.saturating_mul(1 << 20),
+                },
+                transport: TransportKind::Shm,
+            },
+            &story,
+        )
+    });
+    cli::finish(Role::Consumer, args.json, result)
+}

@@ -1,0 +1,59 @@
+//! `producer` (P1): takes exclusive access to a shared-memory segment, copies
+//! an image into it, releases it, and waits for a consumer to acknowledge.
+//!
+//! All the logic lives in the `common` crate; this file only parses flags.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::time::Duration;
+
+use clap::Parser;
+use common::transfer::{self, ProducerOptions};
+use common::transport::TransportKind;
+use common::{cli, story::Story, Name, Role};
+
+/// P1: copy an image into shared memory under exclusive access, then release
+/// it for a consumer.
+#[derive(Parser, Debug)]
+#[command(version, about, long_about = None)]
+struct Args {
+    /// The PNG image to send.
+    #[arg(default_value = "assets/image.png")]
+    image: PathBuf,
+
+    /// Segment name (1-64 characters of [A-Za-z0-9._-]); the segment is
+    /// /dev/shm/p1p2.NAME.
+    #[arg(long, default_value = "p1p2")]
+    name: String,
+
+    /// Seconds to wait for a consumer before giving up.
+    #[arg(long, default_value = "30", value_name = "SECS", value_parser = cli::parse_secs)]
+    timeout: Duration,
+
+    /// Keep exclusive access this many milliseconds after copying, before
+    /// releasing it (to watch the consumer wait).
+    #[arg(long, default_value_t = 0, value_name = "MS")]
+    hold: u64,
+
+    /// Print one JSON object on stdout instead of the story.
+    #[arg(long)]
+    json: bool,
+}
+
+fn main() -> ExitCode {
+    let args = Args::parse();
+    let story = Story::new(Role::Producer, args.json);
+    let result = Name::new(&args.name).and_then(|name| {
+        transfer::produce(
+            &ProducerOptions {
+                image: args.image,
+                name,
+                timeout: args.timeout,
+                hold: Duration::from_millis(args.hold),
+                transport: TransportKind::Shm,
+            },
+            &story,
+        )
+    });
+    cli::finish(Role::Producer, args.json, result)
+}
