@@ -141,11 +141,12 @@ pub fn decode(bytes: &[u8], limits: &Limits) -> Result<Decoded> {
     })
 }
 
-/// Writes `image` to `path` in the format its extension names.
+/// Checks that `path`'s extension names a format [`save`] can write.
+/// The consumer calls this before waiting, so a typo fails at once.
 ///
 /// # Errors
-/// [`Error::Output`] for an unknown or unsupported extension, or a failed write.
-pub fn save(image: &DynamicImage, path: &Path) -> Result<()> {
+/// [`Error::Output`] for an unknown or unsupported extension.
+pub fn check_output(path: &Path) -> Result<ImageFormat> {
     let bad = |reason: String| Error::Output {
         path: path.to_owned(),
         reason,
@@ -158,9 +159,21 @@ pub fn save(image: &DynamicImage, path: &Path) -> Result<()> {
             format.extensions_str().first().unwrap_or(&"this")
         )));
     }
+    Ok(format)
+}
+
+/// Writes `image` to `path` in the format its extension names.
+///
+/// # Errors
+/// [`Error::Output`] for an unsupported extension or a failed write.
+pub fn save(image: &DynamicImage, path: &Path) -> Result<()> {
+    let format = check_output(path)?;
     image
         .save_with_format(path, format)
-        .map_err(|e| bad(e.to_string()))
+        .map_err(|e| Error::Output {
+            path: path.to_owned(),
+            reason: e.to_string(),
+        })
 }
 
 /// CRC-32 of `bytes`, as zlib computes it.

@@ -169,6 +169,9 @@ pub fn produce(options: &ProducerOptions, story: &Story) -> Result<ProducerRepor
 /// Any [`crate::Error`].
 pub fn consume(options: &ConsumerOptions, story: &Story) -> Result<ConsumerReport> {
     let started = Instant::now();
+    if let Some(out) = &options.out {
+        png::check_output(out)?;
+    }
     signals::install()?;
     story.say(format_args!(
         "pid {}: waiting for {} over {}",

@@ -1,0 +1,231 @@
+//! Helpers for tests that run the real `producer` and `consumer` binaries:
+//! locating (and building) them, unique names per test, bounded waits for
+//! child processes, and checks that nothing is left in /dev/shm.
+
+#![allow(dead_code)] // each test file uses its own subset
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, ExitStatus, Stdio};
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::sync::mpsc;
+use std::sync::OnceLock;
+use std::time::{Duration, Instant};
+
+/// The repository root.
+pub fn root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("..")
+}
+
+/// The sample image.
+pub fn image() -> PathBuf {
+    root().join("assets/image.png")
+}
+
+/// Path of a workspace binary, built on first use with the same profile as
+/// this test (a no-op when `cargo test --workspace` built it already).
+pub fn bin(name: &str) -> PathBuf {
+    static DIR: OnceLock<PathBuf> = OnceLock::new();
+    let dir = DIR.get_or_init(|| {
+        let exe = std::env::current_exe().unwrap();
+        let dir = exe.parent().unwrap().parent().unwrap().to_owned();
+        let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
+        let mut build = Command::new(cargo);
+        build.args(["build", "--quiet", "--bins", "--workspace"]);
+        if dir.ends_with("release") {
+            build.arg("--release");
+        }
+        let status = build.current_dir(root()).status().expect("run cargo build");
+        assert!(status.success(), "building the binaries failed");
+        dir
+    });
+    dir.join(name)
+}
+
+/// A segment name no other test (or test run) uses.
+pub fn unique(tag: &str) -> String {
+    static N: AtomicU32 = AtomicU32::new(0);
+    format!(
+        "t-{tag}-{}-{}",
+        std::process::id(),
+        N.fetch_add(1, Ordering::Relaxed)
+    )
+}
+
+/// A fresh temporary directory for one test.
+pub fn temp_dir(tag: &str) -> PathBuf {
+    let dir = std::env::temp_dir().join(format!("p1p2-test-{}", unique(tag)));
+    std::fs::create_dir_all(&dir).unwrap();
+    dir
+}
+
+/// A finished process.
+#[derive(Debug)]
+pub struct Run {
+    pub status: ExitStatus,
+    pub stdout: String,
+    pub stderr: String,
+    pub elapsed: Duration,
+}
+
+impl Run {
+    pub fn ok(&self) -> &Run {
+        assert!(
+            self.status.success(),
+            "failed ({:?}):\nstdout: {}\nstderr: {}",
+            self.status,
+            self.stdout,
+            self.stderr
+        );
+        self
+    }
+
+    /// The single JSON object `--json` prints.
+    pub fn json(&self) -> serde_json::Value {
+        let lines: Vec<&str> = self.stdout.lines().collect();
+        assert_eq!(
+            lines.len(),
+            1,
+            "expected one JSON line, got: {}",
+            self.stdout
+        );
+        serde_json::from_str(lines[0]).expect("stdout is JSON")
+    }
+
+    /// Asserts a failure with exit `code`, reported as exactly one line on
+    /// stderr that contains every one of `words`, and no panic.
+    pub fn fails_with(&self, code: i32, words: &[&str]) -> &Run {
+        assert_eq!(
+            self.status.code(),
+            Some(code),
+            "exit status; stdout: {}\nstderr: {}",
+            self.stdout,
+            self.stderr
+        );
+        let lines: Vec<&str> = self.stderr.lines().collect();
+        assert_eq!(
+            lines.len(),
+            1,
+            "stderr should be one line: {:?}",
+            self.stderr
+        );
+        assert!(!self.stderr.contains("panicked"), "{}", self.stderr);
+        for word in words {
+            assert!(
+                self.stderr.contains(word),
+                "stderr {:?} lacks {word:?}",
+                self.stderr
+            );
+        }
+        self
+    }
+}
+
+/// A running process whose wait is bounded.
+pub struct Proc {
+    pub pid: u32,
+    started: Instant,
+    done: mpsc::Receiver<std::io::Result<std::process::Output>>,
+}
+
+impl Proc {
+    /// Starts `bin` with `args` in the repository root, capturing its output.
+    pub fn start(bin_name: &str, args: &[&str]) -> Proc {
+        Proc::start_cmd(Command::new(bin(bin_name)).args(args))
+    }
+
+    /// Starts a prepared command, capturing its output.
+    pub fn start_cmd(cmd: &mut Command) -> Proc {
+        let child = cmd
+            .current_dir(root())
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("spawn");
+        let pid = child.id();
+        let (tx, rx) = mpsc::channel();
+        std::thread::spawn(move || {
+            let _ = tx.send(child.wait_with_output());
+        });
+        Proc {
+            pid,
+            started: Instant::now(),
+            done: rx,
+        }
+    }
+
+    /// Sends `signal` to the process.
+    pub fn signal(&self, signal: i32) {
+        // SAFETY: kill(2) with a pid we spawned and have not reaped yet (the
+        // waiting thread reaps it only after it exits) and a valid signal.
+        let rc = unsafe { libc::kill(self.pid as i32, signal) };
+        assert_eq!(rc, 0, "kill({}, {signal})", self.pid);
+    }
+
+    /// Waits at most `limit` for the process; kills it and fails the test if it
+    /// does not finish.
+    pub fn wait(self, limit: Duration) -> Run {
+        match self.done.recv_timeout(limit) {
+            Ok(output) => {
+                let output = output.expect("wait");
+                Run {
+                    status: output.status,
+                    stdout: String::from_utf8_lossy(&output.stdout).into_owned(),
+                    stderr: String::from_utf8_lossy(&output.stderr).into_owned(),
+                    elapsed: self.started.elapsed(),
+                }
+            }
+            Err(_) => {
+                self.signal(libc::SIGKILL);
+                panic!("pid {} did not finish within {limit:?}", self.pid);
+            }
+        }
+    }
+}
+
+/// Runs `bin` to completion (at most 60 s).
+pub fn run(bin_name: &str, args: &[&str]) -> Run {
+    Proc::start(bin_name, args).wait(Duration::from_secs(60))
+}
+
+/// Waits until `path` exists (at most `limit`).
+pub fn wait_for(path: &Path, limit: Duration) -> bool {
+    let deadline = Instant::now() + limit;
+    while Instant::now() < deadline {
+        if path.exists() {
+            return true;
+        }
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    false
+}
+
+/// This project's files in /dev/shm and the socket directory that belong to `name`.
+pub fn leftovers(name: &str) -> Vec<String> {
+    let mut found = Vec::new();
+    let dirs = [
+        PathBuf::from("/dev/shm"),
+        common::name::socket_dir(),
+        std::env::temp_dir(),
+    ];
+    for dir in dirs {
+        let Ok(entries) = std::fs::read_dir(&dir) else {
+            continue;
+        };
+        for entry in entries.flatten() {
+            let file = entry.file_name().to_string_lossy().into_owned();
+            let ours = file.starts_with("p1p2.") || file.starts_with("p1p2-tmp.");
+            if ours && (file.ends_with(&format!(".{name}")) || file.contains(&format!(".{name}.")))
+            {
+                found.push(dir.join(file).display().to_string());
+            }
+        }
+    }
+    found
+}
+
+/// Fails the test if anything of `name` remains.
+pub fn assert_clean(name: &str) {
+    let left = leftovers(name);
+    assert!(left.is_empty(), "left behind: {left:?}");
+}
