@@ -10,16 +10,20 @@
 //! - [`liveness`]: whether a peer process is still alive;
 //! - [`signals`]: SIGINT/SIGTERM turned into errors, so cleanup runs;
 //! - [`png`]: checking and decoding the image, with limits;
+//! - [`ledger`]: the copies of the payload, counted and witnessed by the kernel;
 //! - [`transport`]: the ways a payload travels, behind one interface;
 //! - [`transfer`]: one whole transfer as each binary runs it, and its report;
 //! - [`story`], [`progress`], [`cli`]: what the binaries print;
+//! - [`compare`]: the demo's side-by-side table of the transports;
 //! - [`error`]: the error type.
 
 #![deny(missing_docs)]
 
 pub mod cli;
+pub mod compare;
 pub mod error;
 pub mod layout;
+pub mod ledger;
 pub mod liveness;
 pub mod name;
 pub mod png;

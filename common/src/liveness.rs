@@ -31,8 +31,10 @@ fn stat(pid: u32) -> Option<Stat> {
 }
 
 /// Start time of this process, to record next to its pid (0 if unknown).
+/// Read once, then cached: it never changes.
 pub fn own_start_time() -> u64 {
-    stat(std::process::id()).map_or(0, |s| s.start_time)
+    static START: std::sync::OnceLock<u64> = std::sync::OnceLock::new();
+    *START.get_or_init(|| stat(std::process::id()).map_or(0, |s| s.start_time))
 }
 
 /// Whether the process `pid` that started at `start_time` is still running.

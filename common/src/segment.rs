@@ -271,12 +271,10 @@ impl Segment {
     /// # Errors
     /// As [`Segment::open`] (other than not-found), or [`Error::Interrupted`].
     pub fn wait_open(name: &Name, deadline: &Deadline) -> Result<Option<Segment>> {
-        crate::wait::poll(deadline, Duration::from_millis(5), || {
-            match Segment::open(name) {
-                Ok(segment) => Ok(Some(segment)),
-                Err(e) if is_not_found(&e) => Ok(None),
-                Err(e) => Err(e),
-            }
+        crate::wait::appear(Path::new(SHM_DIR), deadline, || match Segment::open(name) {
+            Ok(segment) => Ok(Some(segment)),
+            Err(e) if is_not_found(&e) => Ok(None),
+            Err(e) => Err(e),
         })
     }
 

@@ -47,9 +47,13 @@ impl Story {
     }
 
     /// Shows a spinner saying what is awaited until the returned guard drops.
+    /// Off a terminal nothing is drawn, so no spinner (and no ticking thread)
+    /// is made at all.
     pub fn waiting(&self, what: impl Into<String>) -> Waiting<'_> {
-        let bar = progress::spinner(format!("{}: {}", self.role, what.into()));
-        *self.spinner.borrow_mut() = Some(bar);
+        if progress::enabled() {
+            let bar = progress::spinner(format!("{}: {}", self.role, what.into()));
+            *self.spinner.borrow_mut() = Some(bar);
+        }
         Waiting { story: self }
     }
 

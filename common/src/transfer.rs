@@ -3,18 +3,66 @@
 //!
 //! The reports serialise to the JSON objects `--json` prints; their field
 //! names are a stable interface for scripts.
+//!
+//! # Phases
+//! The producer's **transfer phase** runs from its first copy of the payload
+//! towards the consumer until the acknowledgement; the consumer's from the
+//! moment the payload starts to arrive (shared memory: the lock is taken) until
+//! its CRC-32 is verified, before decoding. The copy ledger and the kernel's
+//! counters (`copies`, `proc_io`, `minflt`, `nvcsw`, `nivcsw`) cover that
+//! phase. Reading the image file into the producer's heap, when it happens,
+//! is a phase of its own, reported apart as `read_file`.
 
+use std::net::SocketAddr;
+use std::os::unix::fs::FileExt;
 use std::path::PathBuf;
-use std::time::{Duration, Instant};
+use std::str::FromStr;
+use std::time::{Duration, Instant, SystemTime};
 
 use serde::Serialize;
 
-use crate::error::Result;
+use crate::error::{Error, Result};
+use crate::ledger::{Copier, Copy, Ledger, Meter, Witness};
 use crate::name::Name;
 use crate::png::{self, Decoded, Limits};
 use crate::signals;
 use crate::story::{ms, thousands, Story};
-use crate::transport::{shm::Shm, Incoming, Outgoing, Session, Transport, TransportKind};
+use crate::transport::{Incoming, Outgoing, Payload, Session, TransportKind};
+
+/// How the producer gets the image file into shared memory.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
+pub enum ReadMode {
+    /// `pread` from the file straight into the segment: the kernel copies
+    /// page cache -> segment, once.
+    #[default]
+    Direct,
+    /// Read the file into a heap buffer, then `memcpy` it into the segment
+    /// (file -> heap -> segment: two copies). The socket transports always
+    /// work this way.
+    Heap,
+}
+
+impl ReadMode {
+    /// The name used on the command line and in JSON.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ReadMode::Direct => "direct",
+            ReadMode::Heap => "heap",
+        }
+    }
+}
+
+impl FromStr for ReadMode {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<ReadMode, String> {
+        match s {
+            "direct" => Ok(ReadMode::Direct),
+            "heap" => Ok(ReadMode::Heap),
+            _ => Err(format!("unknown read mode {s:?} (choose direct or heap)")),
+        }
+    }
+}
 
 /// How the producer runs.
 #[derive(Clone, Debug)]
@@ -29,6 +77,10 @@ pub struct ProducerOptions {
     pub hold: Duration,
     /// The transport.
     pub transport: TransportKind,
+    /// TCP address (for `tcp`).
+    pub addr: SocketAddr,
+    /// How the file gets into shared memory (`shm` only).
+    pub read: ReadMode,
 }
 
 /// How the consumer runs.
@@ -40,16 +92,28 @@ pub struct ConsumerOptions {
     pub timeout: Duration,
     /// Where to write the decoded image, if anywhere.
     pub out: Option<PathBuf>,
-    /// Decode limits.
+    /// Decode limits (`max_alloc` also caps a socket payload).
     pub limits: Limits,
     /// The transport.
     pub transport: TransportKind,
+    /// TCP address (for `tcp`).
+    pub addr: SocketAddr,
+}
+
+/// The producer's separate phase of reading the file into its heap.
+#[derive(Clone, Debug, Serialize)]
+pub struct ReadFile {
+    /// The copies made (file -> heap).
+    pub copies: Vec<Copy>,
+    /// The kernel's view of the phase.
+    #[serde(flatten)]
+    pub witness: Witness,
 }
 
 /// What `producer --json` prints.
 #[derive(Clone, Debug, Serialize)]
 pub struct ProducerReport {
-    /// "shm".
+    /// "shm", "unix" or "tcp".
     pub transport: &'static str,
     /// Segment or socket name.
     pub name: String,
@@ -63,6 +127,12 @@ pub struct ProducerReport {
     pub bytes: u64,
     /// CRC-32 of the payload, 8 lowercase hex digits.
     pub crc32: String,
+    /// "direct" (file straight into the segment) or "heap".
+    pub read_mode: &'static str,
+    /// Wall-clock time (ns since the Unix epoch) when the first copy towards
+    /// the consumer began: with the consumer's `verified_unix_ns`, the length
+    /// of the whole hand-off.
+    pub copy_start_unix_ns: u64,
     /// Time copying the payload to where the consumer reads it.
     pub copy_ms: f64,
     /// Time kept holding the lock after copying (`--hold`).
@@ -71,12 +141,19 @@ pub struct ProducerReport {
     pub wait_ms: f64,
     /// Whole run.
     pub total_ms: f64,
+    /// The copies of the payload in the transfer phase.
+    pub copies: Vec<Copy>,
+    /// The kernel's view of the transfer phase (`proc_io`, `minflt`, `nvcsw`, `nivcsw`).
+    #[serde(flatten)]
+    pub witness: Witness,
+    /// Reading the file into the heap, when that happened.
+    pub read_file: Option<ReadFile>,
 }
 
 /// What `consumer --json` prints.
 #[derive(Clone, Debug, Serialize)]
 pub struct ConsumerReport {
-    /// "shm".
+    /// "shm", "unix" or "tcp".
     pub transport: &'static str,
     /// Segment or socket name.
     pub name: String,
@@ -95,26 +172,54 @@ pub struct ConsumerReport {
     pub height: u32,
     /// The image crate's colour type name, e.g. "Rgb8".
     pub color: String,
-    /// Time until the payload was within reach.
+    /// Time until the payload began to arrive.
     pub wait_ms: f64,
     /// Time moving the payload into reach and checking its CRC-32.
     pub transfer_ms: f64,
     /// Time decoding the PNG.
     pub decode_ms: f64,
+    /// Wall-clock time (ns since the Unix epoch) when the CRC-32 was verified.
+    pub verified_unix_ns: u64,
     /// Whole run.
     pub total_ms: f64,
     /// Where the decoded image was written.
     pub out: Option<String>,
+    /// The copies of the payload in the transfer phase.
+    pub copies: Vec<Copy>,
+    /// The kernel's view of the transfer phase.
+    #[serde(flatten)]
+    pub witness: Witness,
 }
 
 fn millis(d: Duration) -> f64 {
     (d.as_secs_f64() * 1e6).round() / 1e3
 }
 
-fn transport_for(kind: TransportKind) -> Box<dyn Transport> {
-    match kind {
-        TransportKind::Shm => Box::new(Shm),
-    }
+fn unix_ns(t: SystemTime) -> u64 {
+    t.duration_since(SystemTime::UNIX_EPOCH)
+        .map_or(0, |d| d.as_nanos() as u64)
+}
+
+/// Reads the whole checked file into a heap buffer, as its own phase.
+fn read_to_heap(image: &png::SourceImage) -> Result<(Vec<u8>, ReadFile)> {
+    let meter = Meter::start();
+    let mut bytes = vec![0u8; image.len as usize];
+    image
+        .file
+        .read_exact_at(&mut bytes, 0)
+        .map_err(|e| Error::BadImage {
+            path: image.path.clone(),
+            reason: format!("reading it failed ({e}); did it change meanwhile?"),
+        })?;
+    let mut ledger = Ledger::new();
+    ledger.record("file -> heap (pread)", image.len, Copier::Kernel);
+    Ok((
+        bytes,
+        ReadFile {
+            copies: ledger.copies().to_vec(),
+            witness: meter.finish(),
+        },
+    ))
 }
 
 /// Runs the producer side of a transfer.
@@ -128,23 +233,43 @@ pub fn produce(options: &ProducerOptions, story: &Story) -> Result<ProducerRepor
     let started = Instant::now();
     let image = png::open_source(&options.image)?;
     signals::install()?;
+    let read_mode = match options.transport {
+        TransportKind::Shm => options.read,
+        _ => ReadMode::Heap,
+    };
     story.say(format_args!(
         "pid {}: sending {} ({} bytes, PNG signature ok) over {}",
         std::process::id(),
         image.path.display(),
         thousands(image.len),
-        options.transport.as_str()
+        options.transport
     ));
+    let (heap, read_file) = match read_mode {
+        ReadMode::Direct => (None, None),
+        ReadMode::Heap => {
+            let (bytes, phase) = read_to_heap(&image)?;
+            story.say(format_args!(
+                "read the file into a heap buffer in {} (the kernel's copy)",
+                ms(Duration::from_secs_f64(phase.witness.phase_ms / 1e3))
+            ));
+            (Some(bytes), Some(phase))
+        }
+    };
+    let payload = match &heap {
+        Some(bytes) => Payload::Heap(bytes),
+        None => Payload::File(&image),
+    };
     let session = Session {
         name: &options.name,
         timeout: options.timeout,
+        max_payload: u64::MAX,
         story,
     };
-    let transport = transport_for(options.transport);
+    let transport = options.transport.transport(options.addr);
     let sent = transport.send(
         &session,
         &Outgoing {
-            image: &image,
+            payload,
             hold: options.hold,
         },
     )?;
@@ -156,11 +281,27 @@ pub fn produce(options: &ProducerOptions, story: &Story) -> Result<ProducerRepor
         image: image.path.display().to_string(),
         bytes: image.len,
         crc32: format!("{:08x}", sent.crc32),
+        read_mode: read_mode.as_str(),
+        copy_start_unix_ns: unix_ns(sent.copy_started),
         copy_ms: millis(sent.copy),
         hold_ms: millis(options.hold),
         wait_ms: millis(sent.wait),
         total_ms: millis(started.elapsed()),
+        copies: sent.ledger.copies().to_vec(),
+        witness: sent.witness,
+        read_file,
     })
+}
+
+/// What the consumer's check of the payload found.
+struct Checked {
+    bytes: u64,
+    crc32: u32,
+    crc_time: Duration,
+    verified: SystemTime,
+    witness: Witness,
+    decoded: Decoded,
+    decode_time: Duration,
 }
 
 /// Runs the consumer side of a transfer.
@@ -177,24 +318,27 @@ pub fn consume(options: &ConsumerOptions, story: &Story) -> Result<ConsumerRepor
         "pid {}: waiting for {} over {}",
         std::process::id(),
         options.name,
-        options.transport.as_str()
+        options.transport
     ));
     let session = Session {
         name: &options.name,
         timeout: options.timeout,
+        max_payload: options.limits.max_alloc,
         story,
     };
-    let mut checked: Option<(u64, u32, Duration, Decoded, Duration)> = None;
+    let mut checked: Option<Checked> = None;
     let mut accept = |incoming: Incoming<'_>| -> Result<()> {
         let t = Instant::now();
         let crc = png::crc32(incoming.bytes);
         if crc != incoming.crc32 {
-            return Err(crate::Error::CrcMismatch {
+            return Err(Error::CrcMismatch {
                 expected: incoming.crc32,
                 actual: crc,
             });
         }
         let crc_time = t.elapsed();
+        let verified = SystemTime::now();
+        let witness = incoming.meter.finish();
         story.say(format_args!(
             "crc32 {crc:08x} ok over {} bytes ({})",
             thousands(incoming.bytes.len() as u64),
@@ -210,21 +354,22 @@ pub fn consume(options: &ConsumerOptions, story: &Story) -> Result<ConsumerRepor
             decoded.color,
             ms(decode_time)
         ));
-        checked = Some((
-            incoming.bytes.len() as u64,
-            crc,
+        checked = Some(Checked {
+            bytes: incoming.bytes.len() as u64,
+            crc32: crc,
             crc_time,
+            verified,
+            witness,
             decoded,
             decode_time,
-        ));
+        });
         Ok(())
     };
-    let transport = transport_for(options.transport);
+    let transport = options.transport.transport(options.addr);
     let received = transport.receive(&session, &mut accept)?;
-    let (bytes, crc, crc_time, decoded, decode_time) =
-        checked.expect("receive succeeds only after accept succeeded");
+    let checked = checked.expect("receive succeeds only after accept succeeded");
     if let Some(out) = &options.out {
-        png::save(&decoded.image, out)?;
+        png::save(&checked.decoded.image, out)?;
         story.say(format_args!("wrote the decoded image to {}", out.display()));
     }
     Ok(ConsumerReport {
@@ -232,15 +377,18 @@ pub fn consume(options: &ConsumerOptions, story: &Story) -> Result<ConsumerRepor
         name: options.name.to_string(),
         pid: std::process::id(),
         producer_pid: received.producer_pid,
-        bytes,
-        crc32: format!("{crc:08x}"),
-        width: decoded.width,
-        height: decoded.height,
-        color: decoded.color,
+        bytes: checked.bytes,
+        crc32: format!("{:08x}", checked.crc32),
+        width: checked.decoded.width,
+        height: checked.decoded.height,
+        color: checked.decoded.color,
         wait_ms: millis(received.wait),
-        transfer_ms: millis(received.receive + crc_time),
-        decode_ms: millis(decode_time),
+        transfer_ms: millis(received.receive + checked.crc_time),
+        decode_ms: millis(checked.decode_time),
+        verified_unix_ns: unix_ns(checked.verified),
         total_ms: millis(started.elapsed()),
         out: options.out.as_ref().map(|p| p.display().to_string()),
+        copies: received.ledger.copies().to_vec(),
+        witness: checked.witness,
     })
 }

@@ -59,8 +59,9 @@ impl Deadline {
 
 /// Sleeps until `done(word)` holds, or the deadline passes (`Ok(None)`).
 ///
-/// Between slices of at most [`SLICE`] it checks for signals and calls
-/// `between`, which may end the wait with an error (a dead peer, say).
+/// Between slices of at most [`SLICE`] it checks for signals and, from the
+/// second slice on, calls `between`, which may end the wait with an error (a
+/// dead peer, say).
 /// The load of the word is `Acquire`: it pairs with the `Release` store that
 /// changed the state, so everything written before that store is visible.
 ///
@@ -72,13 +73,19 @@ pub fn until(
     mut done: impl FnMut(u32) -> bool,
     mut between: impl FnMut() -> Result<()>,
 ) -> Result<Option<u32>> {
+    let mut first = true;
     loop {
         let value = word.load(Ordering::Acquire);
         if done(value) {
             return Ok(Some(value));
         }
         signals::check()?;
-        between()?;
+        // Liveness checks read /proc; skip them until a first sleep has not
+        // been enough, so a quick hand-off costs no extra system calls.
+        if !first {
+            between()?;
+        }
+        first = false;
         let Some(left) = deadline.remaining() else {
             return Ok(None);
         };
@@ -120,6 +127,80 @@ pub fn poll<T>(
         };
         std::thread::sleep(left.min(interval));
     }
+}
+
+/// Calls `attempt` whenever an entry is created in (or moved into) `dir`,
+/// until it yields a value or the deadline passes (`Ok(None)`).
+///
+/// Waiting on inotify instead of polling means a consumer that starts first
+/// attaches within microseconds of the producer publishing. Where inotify is
+/// unavailable it falls back to polling every 2 ms.
+///
+/// # Errors
+/// [`Error::Interrupted`] on a signal, or whatever `attempt` returns.
+pub fn appear<T>(
+    dir: &std::path::Path,
+    deadline: &Deadline,
+    mut attempt: impl FnMut() -> Result<Option<T>>,
+) -> Result<Option<T>> {
+    let Some(fd) = watcher(dir) else {
+        return poll(deadline, Duration::from_millis(2), attempt);
+    };
+    let mut buf = [std::mem::MaybeUninit::<u8>::uninit(); 4096];
+    loop {
+        // The watch exists before this attempt, so an entry created after a
+        // failed attempt always leaves an event behind: no lost wake-up.
+        if let Some(value) = attempt()? {
+            return Ok(Some(value));
+        }
+        signals::check()?;
+        let Some(left) = deadline.remaining() else {
+            return Ok(None);
+        };
+        let slice = left.min(SLICE);
+        let timeout = rustix::time::Timespec {
+            tv_sec: slice.as_secs() as _,
+            tv_nsec: slice.subsec_nanos() as _,
+        };
+        let mut fds = [rustix::event::PollFd::new(
+            &*fd,
+            rustix::event::PollFlags::IN,
+        )];
+        let _ = rustix::event::poll(&mut fds, Some(&timeout));
+        // Drain the events; which entry appeared does not matter, the next
+        // attempt looks for ours.
+        let mut reader = rustix::fs::inotify::Reader::new(&*fd, &mut buf);
+        while reader.next().is_ok() {}
+    }
+}
+
+/// This process's inotify watch on `dir`, made on first use and kept open
+/// for the life of the process: closing an inotify descriptor waits for an
+/// RCU grace period (milliseconds), which would delay the very hand-off the
+/// watch was meant to speed up. Stale events only cause one extra attempt.
+fn watcher(dir: &std::path::Path) -> Option<std::sync::Arc<std::os::fd::OwnedFd>> {
+    use rustix::fs::inotify;
+    use std::collections::HashMap;
+    use std::sync::{Arc, Mutex, OnceLock};
+    static WATCHERS: OnceLock<Mutex<HashMap<std::path::PathBuf, Arc<std::os::fd::OwnedFd>>>> =
+        OnceLock::new();
+    let mut watchers = WATCHERS
+        .get_or_init(Default::default)
+        .lock()
+        .unwrap_or_else(|e| e.into_inner());
+    if let Some(fd) = watchers.get(dir) {
+        return Some(Arc::clone(fd));
+    }
+    let fd = inotify::init(inotify::CreateFlags::CLOEXEC | inotify::CreateFlags::NONBLOCK).ok()?;
+    inotify::add_watch(
+        &fd,
+        dir,
+        inotify::WatchFlags::CREATE | inotify::WatchFlags::MOVED_TO,
+    )
+    .ok()?;
+    let fd = Arc::new(fd);
+    watchers.insert(dir.to_owned(), Arc::clone(&fd));
+    Some(fd)
 }
 
 /// Sleeps for `total`, in slices, returning early with an error on a signal.

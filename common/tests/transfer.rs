@@ -128,7 +128,7 @@ fn bad_images_are_refused_before_any_segment_exists() {
     let text = dir.join("notes.png");
     std::fs::write(&text, b"hello, this is not an image\n").unwrap();
     let short = dir.join("short.png");
-    std::fs::write(&short, &[0x89, b'P', b'N']).unwrap();
+    std::fs::write(&short, [0x89, b'P', b'N']).unwrap();
     let cases: [(&Path, &str); 5] = [
         (&dir.join("missing.png"), "no such file"),
         (&empty, "is empty"),

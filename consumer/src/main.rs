@@ -3,6 +3,7 @@
 //!
 //! All the logic lives in the `common` crate; this file only parses flags.
 
+use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::process::ExitCode;
 use std::time::Duration;
@@ -10,6 +11,7 @@ use std::time::Duration;
 use clap::Parser;
 use common::png::Limits;
 use common::transfer::{self, ConsumerOptions};
+use common::transport::socket::DEFAULT_TCP_ADDR;
 use common::transport::TransportKind;
 use common::{cli, story::Story, Name, Role};
 
@@ -34,9 +36,18 @@ struct Args {
     #[arg(long, default_value_t = Limits::default().max_width, value_name = "PX")]
     max_dim: u32,
 
-    /// Let the decoder allocate at most MIB mebibytes.
+    /// Let the decoder allocate at most MIB mebibytes (also the largest
+    /// payload accepted from a socket).
     #[arg(long, default_value_t = Limits::default().max_alloc >> 20, value_name = "MIB")]
     max_alloc: u64,
+
+    /// How the payload travels: shared memory, a Unix socket or TCP.
+    #[arg(long, default_value = "shm", value_name = "shm|unix|tcp")]
+    transport: TransportKind,
+
+    /// Address of the producer with --transport tcp.
+    #[arg(long, default_value = DEFAULT_TCP_ADDR, value_name = "HOST:PORT")]
+    addr: SocketAddr,
 
     /// Print one JSON object on stdout instead of the story.
     #[arg(long)]
@@ -57,7 +68,8 @@ fn main() -> ExitCode {
                     max_height: args.max_dim,
                     max_alloc: args.max_alloc.saturating_mul(1 << 20),
                 },
-                transport: TransportKind::Shm,
+                transport: args.transport,
+                addr: args.addr,
             },
             &story,
         )

@@ -3,12 +3,14 @@
 //!
 //! All the logic lives in the `common` crate; this file only parses flags.
 
+use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::process::ExitCode;
 use std::time::Duration;
 
 use clap::Parser;
-use common::transfer::{self, ProducerOptions};
+use common::transfer::{self, ProducerOptions, ReadMode};
+use common::transport::socket::DEFAULT_TCP_ADDR;
 use common::transport::TransportKind;
 use common::{cli, story::Story, Name, Role};
 
@@ -35,6 +37,20 @@ struct Args {
     #[arg(long, default_value_t = 0, value_name = "MS")]
     hold: u64,
 
+    /// How the payload travels: shared memory, a Unix socket or TCP.
+    #[arg(long, default_value = "shm", value_name = "shm|unix|tcp")]
+    transport: TransportKind,
+
+    /// Address to listen on with --transport tcp.
+    #[arg(long, default_value = DEFAULT_TCP_ADDR, value_name = "HOST:PORT")]
+    addr: SocketAddr,
+
+    /// How the file gets into shared memory: `direct` reads it straight into
+    /// the segment (one kernel copy), `heap` reads it into a buffer and then
+    /// copies that in (two copies). Sockets always read into a buffer.
+    #[arg(long, default_value = "direct", value_name = "direct|heap")]
+    read: ReadMode,
+
     /// Print one JSON object on stdout instead of the story.
     #[arg(long)]
     json: bool,
@@ -50,7 +66,9 @@ fn main() -> ExitCode {
                 name,
                 timeout: args.timeout,
                 hold: Duration::from_millis(args.hold),
-                transport: TransportKind::Shm,
+                transport: args.transport,
+                addr: args.addr,
+                read: args.read,
             },
             &story,
         )

@@ -1,15 +1,21 @@
 //! Transports: the ways a payload can travel from producer to consumer, behind
 //! one interface so that every transport gets the same checks (length, CRC-32,
-//! decode), the same output and the same timeouts.
+//! decode), the same output, the same timeouts and the same copy ledger.
 //!
 //! - [`shm`]: a shared-memory segment; the producer copies the payload in once
 //!   and the consumer reads it in place.
+//! - [`socket`]: a Unix domain or TCP stream; the payload is copied into the
+//!   kernel by `write` and out of it by `read`.
 
 pub mod shm;
+pub mod socket;
 
-use std::time::Duration;
+use std::net::SocketAddr;
+use std::str::FromStr;
+use std::time::{Duration, SystemTime};
 
 use crate::error::Result;
+use crate::ledger::{Ledger, Meter, Witness};
 use crate::name::Name;
 use crate::png::SourceImage;
 use crate::story::Story;
@@ -19,14 +25,49 @@ use crate::story::Story;
 pub enum TransportKind {
     /// A shared-memory segment in /dev/shm.
     Shm,
+    /// A Unix domain stream socket.
+    Unix,
+    /// A TCP connection (loopback by default).
+    Tcp,
 }
 
 impl TransportKind {
+    /// Every transport, in the order tables show them.
+    pub const ALL: [TransportKind; 3] =
+        [TransportKind::Shm, TransportKind::Unix, TransportKind::Tcp];
+
     /// The name used on the command line and in JSON.
     pub fn as_str(self) -> &'static str {
         match self {
             TransportKind::Shm => "shm",
+            TransportKind::Unix => "unix",
+            TransportKind::Tcp => "tcp",
         }
+    }
+
+    /// The transport object for this kind (`addr` is used by TCP).
+    pub fn transport(self, addr: SocketAddr) -> Box<dyn Transport> {
+        match self {
+            TransportKind::Shm => Box::new(shm::Shm),
+            TransportKind::Unix | TransportKind::Tcp => Box::new(socket::Socket::new(self, addr)),
+        }
+    }
+}
+
+impl FromStr for TransportKind {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<TransportKind, String> {
+        TransportKind::ALL
+            .into_iter()
+            .find(|k| k.as_str() == s)
+            .ok_or_else(|| format!("unknown transport {s:?} (choose shm, unix or tcp)"))
+    }
+}
+
+impl std::fmt::Display for TransportKind {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
     }
 }
 
@@ -36,29 +77,46 @@ pub struct Session<'a> {
     pub name: &'a Name,
     /// How long any single wait for the peer may last.
     pub timeout: Duration,
+    /// The largest payload a consumer accepts from a socket.
+    pub max_payload: u64,
     /// Where the story is told.
     pub story: &'a Story,
 }
 
+/// Where the producer's payload is when the transport gets it.
+pub enum Payload<'a> {
+    /// Still in the (checked) file: the shared-memory transport reads it
+    /// straight into the segment.
+    File(&'a SourceImage),
+    /// Already read into this process's memory.
+    Heap(&'a [u8]),
+}
+
 /// What the producer hands to a transport.
 pub struct Outgoing<'a> {
-    /// The checked image file.
-    pub image: &'a SourceImage,
+    /// The payload.
+    pub payload: Payload<'a>,
     /// How long to keep exclusive access after copying (`--hold`).
     pub hold: Duration,
 }
 
 /// What a transport reports after sending.
-#[derive(Clone, Copy, Debug)]
+#[derive(Clone, Debug)]
 pub struct Sent {
     /// CRC-32 of the payload as sent.
     pub crc32: u32,
+    /// Wall-clock time at which the first copy towards the consumer began.
+    pub copy_started: SystemTime,
     /// Time spent copying the payload to where the consumer can reach it.
     pub copy: Duration,
     /// Time spent waiting for the consumer to take and acknowledge it.
     pub wait: Duration,
     /// The consumer's pid, when the transport knows it.
     pub consumer_pid: Option<u32>,
+    /// The copies of the payload this process made while sending.
+    pub ledger: Ledger,
+    /// The kernel's view of the transfer phase (first copy to acknowledgement).
+    pub witness: Witness,
 }
 
 /// The payload as the consumer sees it, valid only during the callback.
@@ -67,12 +125,15 @@ pub struct Incoming<'a> {
     pub bytes: &'a [u8],
     /// CRC-32 the producer recorded.
     pub crc32: u32,
+    /// Started when the payload began to arrive; the callback finishes it once
+    /// the payload is verified, which ends the consumer's transfer phase.
+    pub meter: Meter,
 }
 
 /// What a transport reports after receiving.
-#[derive(Clone, Copy, Debug)]
+#[derive(Clone, Debug)]
 pub struct Received {
-    /// Time from the start until the payload was within reach (shared memory:
+    /// Time from the start until the payload began to arrive (shared memory:
     /// until the lock was taken with a payload ready).
     pub wait: Duration,
     /// Time spent moving the bytes into this process (zero for shared memory,
@@ -80,6 +141,8 @@ pub struct Received {
     pub receive: Duration,
     /// The producer's pid, when the transport knows it.
     pub producer_pid: Option<u32>,
+    /// The copies of the payload this process made while receiving.
+    pub ledger: Ledger,
 }
 
 /// One way of carrying a payload from producer to consumer.

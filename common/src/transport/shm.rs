@@ -27,14 +27,17 @@
 
 use std::os::unix::fs::FileExt;
 use std::sync::atomic::Ordering;
-use std::time::{Duration, Instant};
+use std::time::{Duration, Instant, SystemTime};
 
 use crate::error::{Error, Result, Role};
 use crate::layout::{state, Geometry, Kind};
+use crate::ledger::{Copier, Ledger, Meter};
 use crate::png;
 use crate::segment::{state_name, Published, Segment, SlotGuard};
 use crate::story::{gbps, ms, thousands};
-use crate::transport::{Incoming, Outgoing, Received, Sent, Session, Transport, TransportKind};
+use crate::transport::{
+    Incoming, Outgoing, Payload, Received, Sent, Session, Transport, TransportKind,
+};
 use crate::wait::{self, Deadline};
 
 /// The shared-memory transport.
@@ -49,7 +52,10 @@ impl Transport for Shm {
     fn send(&self, session: &Session<'_>, out: &Outgoing<'_>) -> Result<Sent> {
         let story = session.story;
         let name = session.name;
-        let len = out.image.len;
+        let len = match &out.payload {
+            Payload::File(image) => image.len,
+            Payload::Heap(bytes) => bytes.len() as u64,
+        };
         let segment = Segment::create(name, Geometry::new(Kind::Transfer, len, 1))?;
         let mut guard = segment
             .try_lock(0)?
@@ -66,22 +72,36 @@ impl Transport for Shm {
             thousands(len)
         ));
 
+        let meter = Meter::start();
+        let copy_started = SystemTime::now();
         let started = Instant::now();
         let payload = &mut guard.payload_mut()?[..len as usize];
-        // The kernel copies the file's page-cache pages straight into the
-        // segment: one copy, and no heap buffer in between.
-        out.image
-            .file
-            .read_exact_at(payload, 0)
-            .map_err(|e| Error::BadImage {
-                path: out.image.path.clone(),
-                reason: format!("reading it failed ({e}); did it change meanwhile?"),
-            })?;
+        let mut ledger = Ledger::new();
+        let how = match &out.payload {
+            Payload::File(image) => {
+                // The kernel copies the file's page-cache pages straight into
+                // the segment: one copy, no heap buffer in between.
+                image
+                    .file
+                    .read_exact_at(payload, 0)
+                    .map_err(|e| Error::BadImage {
+                        path: image.path.clone(),
+                        reason: format!("reading it failed ({e}); did it change meanwhile?"),
+                    })?;
+                ledger.record("file -> segment (pread)", len, Copier::Kernel);
+                "from the file straight into shared memory (the kernel's copy)"
+            }
+            Payload::Heap(bytes) => {
+                payload.copy_from_slice(bytes);
+                ledger.record("heap -> segment (memcpy)", len, Copier::User);
+                "from the heap into shared memory (memcpy)"
+            }
+        };
         let copy = started.elapsed();
         let crc32 = png::crc32(payload);
         publish_payload(&guard, len, crc32);
         story.say(format_args!(
-            "copied {} bytes from the file into shared memory in {} ({}); crc32 {crc32:08x}",
+            "copied {} bytes {how} in {} ({}); crc32 {crc32:08x}",
             thousands(len),
             ms(copy),
             gbps(len, copy)
@@ -117,6 +137,7 @@ impl Transport for Shm {
             )?
         };
         let wait = deadline.elapsed();
+        let witness = meter.finish();
         let consumer_pid = Some(segment.consumer_pid()).filter(|&pid| pid != 0);
         match outcome {
             Some(state::ACKED) => {
@@ -127,9 +148,12 @@ impl Transport for Shm {
                 ));
                 Ok(Sent {
                     crc32,
+                    copy_started,
                     copy,
                     wait,
                     consumer_pid,
+                    ledger,
+                    witness,
                 })
             }
             Some(_) => Err(Error::Rejected(format!(
@@ -173,6 +197,7 @@ impl Transport for Shm {
 
         let guard = lock_ready(&segment, &deadline, story)?;
         let wait = deadline.elapsed();
+        let meter = Meter::start();
         let slot = guard.slot();
         let seq = slot.seq.load(Ordering::Relaxed);
         let len = slot.len.load(Ordering::Relaxed);
@@ -183,7 +208,11 @@ impl Transport for Shm {
             thousands(len)
         ));
         let result = guard.payload(len).and_then(|bytes| {
-            accept(Incoming { bytes, crc32 })?;
+            accept(Incoming {
+                bytes,
+                crc32,
+                meter,
+            })?;
             let now = slot.seq.load(Ordering::Relaxed);
             if now != seq {
                 return Err(Error::BadSegment {
@@ -204,6 +233,8 @@ impl Transport for Shm {
                     wait,
                     receive: Duration::ZERO,
                     producer_pid: Some(producer),
+                    // Read in place: no copy of the payload at all.
+                    ledger: Ledger::new(),
                 })
             }
             Err(e) => {
