@@ -1,9 +1,10 @@
 //! Turning a [`Report`] into files: `results.json` (everything, with every raw
 //! sample), `results.csv` and `latency.csv` (one row per case, for
-//! spreadsheets) and `results.md` (tables for people).
+//! spreadsheets), `results.md` (tables for people) and `throughput.svg` (see
+//! [`super::plot`]).
 //!
 //! Each format is one function (`to_json`, `to_csv`, `to_latency_csv`,
-//! `to_markdown`) and one [`Format`] value that
+//! `to_markdown`, [`super::plot::to_svg`]) and one [`Format`] value that
 //! names its file; [`write_all`] writes them all.
 //!
 //! # Comparisons
@@ -40,7 +41,7 @@
 use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
 
-use super::{CaseResult, LatencyResult, Pin, Report, Transport};
+use super::{plot, CaseResult, LatencyResult, Pin, Report, Transport};
 use crate::error::{Error, IoContext, Result};
 
 /// One output file.
@@ -55,6 +56,8 @@ pub enum Format {
     LatencyCsv,
     /// `results.md`: Markdown tables, notes, warnings and the machine.
     Markdown,
+    /// `throughput.svg`: GB/s against payload size.
+    Svg,
 }
 
 impl Format {
@@ -64,6 +67,7 @@ impl Format {
         Format::Csv,
         Format::LatencyCsv,
         Format::Markdown,
+        Format::Svg,
     ];
 
     /// The file this format is written to.
@@ -73,6 +77,7 @@ impl Format {
             Format::Csv => "results.csv",
             Format::LatencyCsv => "latency.csv",
             Format::Markdown => "results.md",
+            Format::Svg => "throughput.svg",
         }
     }
 
@@ -83,6 +88,7 @@ impl Format {
             Format::Csv => to_csv(report),
             Format::LatencyCsv => to_latency_csv(report),
             Format::Markdown => to_markdown(report),
+            Format::Svg => plot::to_svg(report)?,
         })
     }
 }
@@ -93,6 +99,9 @@ pub enum RenderError {
     /// serde_json refused the report.
     #[error("cannot serialise to JSON: {0}")]
     Json(#[from] serde_json::Error),
+    /// The plotting library failed.
+    #[error("cannot draw the plot: {0}")]
+    Plot(String),
 }
 
 /// Writes every [`Format`] of `report` into `dir`, creating it (and its
@@ -753,7 +762,13 @@ mod tests {
             .collect();
         assert_eq!(
             names,
-            ["results.json", "results.csv", "latency.csv", "results.md"]
+            [
+                "results.json",
+                "results.csv",
+                "latency.csv",
+                "results.md",
+                "throughput.svg"
+            ]
         );
         for p in &paths {
             assert!(

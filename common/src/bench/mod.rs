@@ -26,9 +26,11 @@
 //!
 //! - [`stats`] computes percentiles, mean, deviation and spread warnings;
 //! - [`export`] writes `results.json`, `results.csv`, `latency.csv` and
-//!   `results.md`.
+//!   `results.md`;
+//! - [`plot`] draws `throughput.svg`.
 
 pub mod export;
+pub mod plot;
 pub mod stats;
 #[cfg(test)]
 mod testdata;
