@@ -38,7 +38,7 @@ pub fn caption(pin: Pin) -> String {
 
 /// The colour of a transport's line; fixed so plots of different runs can be
 /// compared at a glance.
-pub fn color(transport: Transport) -> RGBColor {
+fn color(transport: Transport) -> RGBColor {
     match transport {
         Transport::Memcpy => RGBColor(0x33, 0x33, 0x33),
         Transport::Shm => RGBColor(0x1f, 0x77, 0xb4),
