@@ -1,0 +1,353 @@
+//! `throughput.svg`: median GB/s against payload size, one line per transport,
+//! with memcpy drawn as a dashed ceiling.
+//!
+//! - The x axis is logarithmic, with a labelled tick ("4 KiB" ... "256 MiB")
+//!   at every size measured.
+//! - Steady-state rows are thick lines with dots; cold rows (a fresh segment
+//!   or connection per transfer), where measured, are thin lines of the same
+//!   colour labelled "(cold)".
+//! - One pinning is plotted: `split` when measured, otherwise the pinning with
+//!   the most rows; the caption names it. memcpy rows of that pinning are
+//!   preferred for the ceiling, but any memcpy row of a size will do.
+//! - The legend stands right of the plotting area, where no line can hide it.
+//! - A transport that lacks some sizes is drawn through the sizes it has; a
+//!   single size gives dots without lines; no results give empty axes.
+//!
+//! Text is written into the SVG as `<text>` elements, so no fonts are needed
+//! to draw it. The dashes of the memcpy line are separate short `<polyline>`
+//! segments (plotters' SVG backend has no dash attribute).
+
+use std::collections::BTreeMap;
+
+use plotters::prelude::*;
+use plotters::series::DashedLineSeries;
+
+use super::export::{human_bytes, RenderError};
+use super::{CaseResult, Mode, Pin, Report, Transport};
+
+/// Width and height of the plot, in SVG pixels.
+pub const SIZE: (u32, u32) = (960, 600);
+
+/// Room kept right of the plotting area for the legend, in SVG pixels.
+const LEGEND_WIDTH: u32 = 170;
+
+/// The caption for a plot of pinning `pin`.
+pub fn caption(pin: Pin) -> String {
+    format!("Throughput by payload size (median, steady state, pin={pin})")
+}
+
+/// The colour of a transport's line; fixed so plots of different runs can be
+/// compared at a glance.
+fn color(transport: Transport) -> RGBColor {
+    match transport {
+        Transport::Memcpy => RGBColor(0x33, 0x33, 0x33),
+        Transport::Shm => RGBColor(0x1f, 0x77, 0xb4),
+        Transport::ShmPipelined => RGBColor(0x17, 0xbe, 0xcf),
+        Transport::Unix => RGBColor(0xff, 0x7f, 0x0e),
+        Transport::Tcp => RGBColor(0xd6, 0x27, 0x28),
+        Transport::PythonShm => RGBColor(0x2c, 0xa0, 0x2c),
+        Transport::PythonArray => RGBColor(0xbc, 0xbd, 0x22),
+        Transport::Iceoryx2 => RGBColor(0x94, 0x67, 0xbd),
+    }
+}
+
+/// The pinning a plot of `report` shows: `split` when any non-memcpy
+/// steady-state row has it, otherwise the most common among those rows
+/// (`split` when there are none).
+pub fn plotted_pin(report: &Report) -> Pin {
+    let mut counts: BTreeMap<Pin, usize> = BTreeMap::new();
+    for r in &report.results {
+        if r.transport != Transport::Memcpy && r.mode == Mode::Steady {
+            *counts.entry(r.pin).or_default() += 1;
+        }
+    }
+    if counts.is_empty() || counts.contains_key(&Pin::Split) {
+        return Pin::Split;
+    }
+    // Ties go to the first pinning in `Pin::ALL` order.
+    counts
+        .into_iter()
+        .rev()
+        .max_by_key(|&(_, n)| n)
+        .map_or(Pin::Split, |(pin, _)| pin)
+}
+
+/// One line of the plot: (bytes, GB/s) points in size order.
+struct Line {
+    transport: Transport,
+    mode: Mode,
+    points: Vec<(f64, f64)>,
+}
+
+/// The lines to draw, memcpy first, each transport's steady line before its
+/// cold one.
+fn lines(report: &Report, pin: Pin) -> Vec<Line> {
+    let mut lines = Vec::new();
+    for &transport in Transport::ALL {
+        for &mode in super::Mode::ALL {
+            let rows: Vec<&CaseResult> = report
+                .results
+                .iter()
+                .filter(|r| r.transport == transport && r.mode == mode && r.bytes > 0)
+                .collect();
+            // memcpy: prefer the plotted pinning, accept any; others: only it.
+            let mut by_size: BTreeMap<u64, &CaseResult> = BTreeMap::new();
+            for r in rows {
+                let better = match by_size.get(&r.bytes) {
+                    None => transport == Transport::Memcpy || r.pin == pin,
+                    Some(old) => transport == Transport::Memcpy && old.pin != pin && r.pin == pin,
+                };
+                if better {
+                    by_size.insert(r.bytes, r);
+                }
+            }
+            if transport == Transport::Memcpy && mode == Mode::Cold {
+                // The ceiling is the steady memcpy line alone (cold memcpy is
+                // still drawn if it is the only memcpy there is).
+                if lines
+                    .iter()
+                    .any(|l: &Line| l.transport == Transport::Memcpy)
+                {
+                    continue;
+                }
+            }
+            if !by_size.is_empty() {
+                lines.push(Line {
+                    transport,
+                    mode,
+                    points: by_size
+                        .into_iter()
+                        .map(|(bytes, r)| (bytes as f64, finite(r.gbps)))
+                        .collect(),
+                });
+            }
+        }
+    }
+    lines
+}
+
+/// `throughput.svg` for `report`, as SVG text.
+///
+/// # Errors
+///
+/// [`RenderError::Plot`] when plotters fails to draw (it should not for any
+/// report; all values are checked to be finite first).
+pub fn to_svg(report: &Report) -> Result<String, RenderError> {
+    let pin = plotted_pin(report);
+    let lines = lines(report, pin);
+
+    let mut sizes: Vec<f64> = lines
+        .iter()
+        .flat_map(|l| l.points.iter().map(|p| p.0))
+        .collect();
+    sizes.sort_by(f64::total_cmp);
+    sizes.dedup();
+    let (x_lo, x_hi) = match (sizes.first(), sizes.last()) {
+        (Some(&lo), Some(&hi)) => (lo / 1.6, hi * 1.6),
+        _ => (4096.0 / 1.6, 268_435_456.0 * 1.6),
+    };
+    let y_max = lines
+        .iter()
+        .flat_map(|l| l.points.iter().map(|p| p.1))
+        .fold(0.0, f64::max);
+    let y_hi = if y_max > 0.0 { y_max * 1.12 } else { 1.0 };
+
+    let mut svg = String::new();
+    draw(&mut svg, pin, &lines, sizes, (x_lo, x_hi), y_hi)
+        .map_err(|e| RenderError::Plot(e.to_string()))?;
+    Ok(svg)
+}
+
+fn draw(
+    svg: &mut String,
+    pin: Pin,
+    lines: &[Line],
+    sizes: Vec<f64>,
+    (x_lo, x_hi): (f64, f64),
+    y_hi: f64,
+) -> Result<(), Box<dyn std::error::Error>> {
+    let root = SVGBackend::with_string(svg, SIZE).into_drawing_area();
+    root.fill(&WHITE)?;
+    let mut chart = ChartBuilder::on(&root)
+        .caption(caption(pin), ("sans-serif", 22))
+        .margin(20)
+        .margin_right(LEGEND_WIDTH + 20)
+        .x_label_area_size(50)
+        .y_label_area_size(65)
+        .build_cartesian_2d((x_lo..x_hi).log_scale().with_key_points(sizes), 0f64..y_hi)?;
+    chart
+        .configure_mesh()
+        .x_desc("payload size (log scale)")
+        .y_desc("throughput, GB/s (10^9 bytes/s)")
+        .x_label_formatter(&|x| human_bytes(x.round() as u64))
+        .y_max_light_lines(1)
+        .label_style(("sans-serif", 14))
+        .axis_desc_style(("sans-serif", 16))
+        .draw()?;
+
+    for line in lines {
+        let color = color(line.transport);
+        if line.transport == Transport::Memcpy {
+            let style = color.stroke_width(2);
+            chart.draw_series(DashedLineSeries::new(
+                line.points.iter().copied(),
+                10,
+                6,
+                style,
+            ))?;
+            chart.draw_series(
+                line.points
+                    .iter()
+                    .map(|&p| Circle::new(p, 3, color.filled())),
+            )?;
+        } else {
+            let (width, dot) = match line.mode {
+                Mode::Steady => (2, 3),
+                Mode::Cold => (1, 2),
+            };
+            chart.draw_series(
+                LineSeries::new(line.points.iter().copied(), color.stroke_width(width))
+                    .point_size(dot),
+            )?;
+        }
+    }
+
+    if lines.is_empty() {
+        root.draw(&Text::new(
+            "no throughput results",
+            (SIZE.0 as i32 / 2 - 90, SIZE.1 as i32 / 2),
+            ("sans-serif", 18),
+        ))?;
+    }
+
+    // The legend, right of the plotting area where no line can hide it.
+    let x = (SIZE.0 - LEGEND_WIDTH) as i32;
+    for (i, line) in lines.iter().enumerate() {
+        let y = 70 + 22 * i as i32;
+        let color = color(line.transport);
+        let label = match (line.transport, line.mode) {
+            (Transport::Memcpy, _) => format!("{} (ceiling)", line.transport),
+            (_, Mode::Steady) => line.transport.to_string(),
+            (_, Mode::Cold) => format!("{} (cold)", line.transport),
+        };
+        if line.transport == Transport::Memcpy {
+            let style = color.stroke_width(2);
+            root.draw(&PathElement::new(vec![(x, y), (x + 8, y)], style))?;
+            root.draw(&PathElement::new(vec![(x + 13, y), (x + 21, y)], style))?;
+        } else {
+            let width = if line.mode == Mode::Steady { 2 } else { 1 };
+            root.draw(&PathElement::new(
+                vec![(x, y), (x + 21, y)],
+                color.stroke_width(width),
+            ))?;
+        }
+        root.draw(&Text::new(label, (x + 28, y - 7), ("sans-serif", 14)))?;
+    }
+    root.present()?;
+    Ok(())
+}
+
+fn finite(v: f64) -> f64 {
+    if v.is_finite() && v > 0.0 {
+        v
+    } else {
+        0.0
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::bench::testdata::{self, row, KIB4, MIB8};
+
+    /// The trimmed contents of every `<text>` element.
+    fn texts(svg: &str) -> Vec<String> {
+        svg.split("<text")
+            .skip(1)
+            .filter_map(|t| {
+                let (_, rest) = t.split_once('>')?;
+                let (inner, _) = rest.split_once("</text>")?;
+                Some(inner.trim().to_string())
+            })
+            .collect()
+    }
+
+    #[test]
+    fn svg_has_caption_axes_legend_and_a_dashed_ceiling() {
+        let mut report = testdata::report();
+        for t in [
+            Transport::ShmPipelined,
+            Transport::PythonShm,
+            Transport::PythonArray,
+            Transport::Iceoryx2,
+        ] {
+            report
+                .results
+                .push(row(t, Mode::Steady, Pin::Split, MIB8, 1.0));
+        }
+        let dir = tempfile::tempdir().unwrap();
+        let paths = crate::bench::write_all(&report, dir.path()).unwrap();
+        let path = dir.path().join("throughput.svg");
+        assert!(paths.contains(&path));
+        let svg = std::fs::read_to_string(&path).unwrap();
+
+        assert!(svg.starts_with("<svg"));
+        let texts = texts(&svg);
+        let has = |s: &str| texts.iter().any(|t| t == s);
+        assert!(has(
+            "Throughput by payload size (median, steady state, pin=split)"
+        ));
+        assert!(has("payload size (log scale)"));
+        assert!(has("4 KiB") && has("8 MiB"));
+        assert!(has("memcpy (ceiling)"));
+        assert!(has("shm (cold)"));
+        for t in &Transport::ALL[1..] {
+            assert!(has(t.as_str()), "{t} missing from the legend");
+        }
+        // The memcpy line is drawn as separate dashes in its colour: many
+        // short polylines (plus two in the legend).
+        let dashes = svg
+            .lines()
+            .filter(|l| l.starts_with("<polyline") && l.contains("stroke=\"#333333\""))
+            .count();
+        assert!(dashes >= 10, "only {dashes} memcpy dashes");
+    }
+
+    #[test]
+    fn a_single_size_gives_dots() {
+        let mut report = testdata::report();
+        report.results.retain(|r| r.bytes == KIB4);
+        let svg = to_svg(&report).unwrap();
+        let texts = texts(&svg);
+        assert!(texts.iter().any(|t| t == "4 KiB"));
+        assert!(!texts.iter().any(|t| t == "8 MiB"));
+        assert!(svg.contains("<circle"));
+    }
+
+    #[test]
+    fn empty_and_zero_reports_still_draw_axes() {
+        let empty = crate::bench::Report::new(testdata::machine());
+        let svg = to_svg(&empty).unwrap();
+        assert!(svg.contains(&caption(Pin::Split)));
+        assert!(!texts(&svg).iter().any(|t| t == "memcpy (ceiling)"));
+
+        let mut zero = testdata::report();
+        for r in &mut zero.results {
+            r.gbps = 0.0;
+        }
+        zero.results[0].gbps = f64::NAN;
+        assert!(to_svg(&zero).unwrap().contains("<svg"));
+    }
+
+    #[test]
+    fn the_plotted_pin_prefers_split_then_the_most_common() {
+        let mut report = testdata::report();
+        assert_eq!(plotted_pin(&report), Pin::Split);
+        report.results.retain(|r| r.transport == Transport::Memcpy);
+        report
+            .results
+            .push(row(Transport::Shm, Mode::Steady, Pin::Same, MIB8, 5.0));
+        assert_eq!(plotted_pin(&report), Pin::Same);
+        assert!(to_svg(&report).unwrap().contains(&caption(Pin::Same)));
+    }
+}
