@@ -73,7 +73,7 @@ use std::sync::atomic::{AtomicU16, AtomicU32, AtomicU64, AtomicU8, Ordering};
 use std::time::Duration;
 
 use crate::error::{Error, Result};
-use crate::layout::{flags, Geometry, Kind, HEADER_SIZE};
+use crate::layout::{flags, Geometry, Kind};
 use crate::name::Name;
 use crate::segment::{is_not_found, Segment, SlotGuard};
 use crate::wait::Deadline;
@@ -456,10 +456,6 @@ impl<T: ShmSafe> Cells<T> {
                 self.name()
             ))
         })?;
-        // The file must still hold the elements (a truncated file would turn
-        // the access into SIGBUS).
-        let bytes = self.len * T::ELEMENT.size();
-        self.segment.check_size((HEADER_SIZE + bytes) as u64)?;
         Ok(guard)
     }
 
@@ -696,8 +692,8 @@ impl<T: ShmSafe> Deref for ValueGuard<'_, T> {
     type Target = T;
 
     fn deref(&self) -> &T {
-        // SAFETY: `ptr` is slot 0's payload: inside the mapping (checked
-        // against the file size when the lock was taken), page-aligned, and
+        // SAFETY: `ptr` is slot 0's payload: inside the mapping (the geometry
+        // was checked against the file size at create/open), page-aligned, and
         // holding a `T` (any bits are a valid `T`). The mutex is held for the
         // guard's lifetime, so no cooperating process or thread writes it.
         unsafe { &*self.ptr }
@@ -955,8 +951,8 @@ impl<T: ShmSafe> Deref for ArrayGuard<'_, T> {
 
     fn deref(&self) -> &[T] {
         // SAFETY: `ptr` is slot 0's payload: page-aligned and followed by
-        // `len` elements inside the mapping (checked against the file size
-        // when the lock was taken); any bits are valid `T`s. The mutex is held
+        // `len` elements inside the mapping (the geometry was checked against
+        // the file size at create/open); any bits are valid `T`s. The mutex is held
         // for the guard's lifetime, so no cooperating process or thread
         // writes them.
         unsafe { std::slice::from_raw_parts(self.ptr, self.len) }
