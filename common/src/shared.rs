@@ -362,16 +362,17 @@ impl<T: ShmSafe> Cells<T> {
             // Nobody else can see the segment yet, so the lock is free. The
             // values are written under it all the same: a locked opener's
             // first access takes the mutex, which orders it after our unlock.
+            // An unlocked opener can only find the segment after the rename
+            // in `publish` and its own open and mmap, system calls that come
+            // after these stores.
             let _guard = cells
                 .segment
                 .try_lock(0)?
                 .ok_or_else(|| Error::Usage("a fresh segment's lock was taken".into()))?;
-            let mut written = 0;
+            // Callers pass at least `len` values; the file starts zeroed.
             for (i, value) in values.take(len).enumerate() {
                 cells.store(i, value);
-                written += 1;
             }
-            debug_assert_eq!(written, len);
         }
         // A stale segment of a dead process under the same name is replaced;
         // a live one is an `Error::InUse`.
