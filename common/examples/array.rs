@@ -42,7 +42,7 @@ fn run(args: &[String]) -> support::Result {
     match args {
         [] => parent(),
         [flag, name] if flag == "--child" => child(name),
-        _ => Err("usage: array (no arguments)".into()),
+        _ => Err(support::usage("usage: array (no arguments)")),
     }
 }
 

@@ -55,11 +55,11 @@ fn parse(args: &[String]) -> support::Result<Args> {
     let mut args = args.iter();
     while let Some(flag) = args.next() {
         if flag == "-h" || flag == "--help" {
-            return Err(USAGE.into());
+            return Err(support::usage(USAGE));
         }
         let mut value = || {
             args.next()
-                .ok_or_else(|| format!("{flag} needs a value ({USAGE})"))
+                .ok_or_else(|| support::usage(format!("{flag} needs a value ({USAGE})")))
         };
         match flag.as_str() {
             "--procs" => {
@@ -67,20 +67,24 @@ fn parse(args: &[String]) -> support::Result<Args> {
                     .parse()
                     .ok()
                     .filter(|n| (1..=64).contains(n))
-                    .ok_or("--procs takes a number from 1 to 64")?;
+                    .ok_or_else(|| support::usage("--procs takes a number from 1 to 64"))?;
             }
             "--iters" => {
                 parsed.iters = value()?
                     .parse()
                     .ok()
                     .filter(|&n| n <= 1_000_000_000)
-                    .ok_or("--iters takes a number from 0 to 1000000000")?;
+                    .ok_or_else(|| support::usage("--iters takes a number from 0 to 1000000000"))?;
             }
             "--timeout" => {
-                parsed.timeout =
-                    common::cli::parse_secs(value()?).map_err(|e| format!("--timeout: {e}"))?;
+                parsed.timeout = common::cli::parse_secs(value()?)
+                    .map_err(|e| support::usage(format!("--timeout: {e}")))?;
             }
-            other => return Err(format!("unknown argument {other:?} ({USAGE})").into()),
+            other => {
+                return Err(support::usage(format!(
+                    "unknown argument {other:?} ({USAGE})"
+                )))
+            }
         }
     }
     Ok(parsed)

@@ -37,7 +37,7 @@ fn run(args: &[String]) -> support::Result {
     match args {
         [] => parent(),
         [flag, name] if flag == "--child" => child(name),
-        _ => Err("usage: value (no arguments)".into()),
+        _ => Err(support::usage("usage: value (no arguments)")),
     }
 }
 

@@ -16,7 +16,8 @@ use common::wait::Deadline;
 pub type Result<T = ()> = std::result::Result<T, Box<dyn Error>>;
 
 /// Runs an example's `run` with its arguments (without the program name),
-/// printing an error as `NAME: error: ...` on stderr with exit code 1.
+/// printing an error as `NAME: error: ...` on stderr. The exit code is the
+/// library's for its errors (2 for usage, 128 + N for signal N), else 1.
 pub fn main(example: &str, run: fn(&[String]) -> Result) -> ExitCode {
     // SIGINT/SIGTERM become an error in the waits below, so the children are
     // killed and the segments removed before the parent exits.
@@ -29,9 +30,17 @@ pub fn main(example: &str, run: fn(&[String]) -> Result) -> ExitCode {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             eprintln!("{example}: error: {e}");
-            ExitCode::FAILURE
+            let code = e
+                .downcast_ref::<common::Error>()
+                .map_or(1, |e| e.exit_code());
+            ExitCode::from(code.clamp(1, 255) as u8)
         }
     }
+}
+
+/// A usage error (exit code 2).
+pub fn usage(message: impl Into<String>) -> Box<dyn Error> {
+    Box::new(common::Error::Usage(message.into()))
 }
 
 /// Child processes of this executable; any still running when this is
