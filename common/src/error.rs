@@ -123,6 +123,64 @@ pub enum Error {
         reason: String,
     },
 
+    /// No segment is published under this name.
+    #[error("no segment named {name} (is the process that creates it running?)")]
+    NoSuchSegment {
+        /// The name looked for.
+        name: String,
+    },
+
+    /// The segment holds another kind of object than the one asked for.
+    #[error("segment {name} holds {found}, not {expected}")]
+    WrongKind {
+        /// The segment name.
+        name: String,
+        /// What it holds, e.g. "a transfer".
+        found: &'static str,
+        /// What was asked for, e.g. "a value".
+        expected: &'static str,
+    },
+
+    /// A value or array segment whose elements are of another type.
+    #[error("segment {name} holds {found}, not {expected}")]
+    WrongElementType {
+        /// The segment name.
+        name: String,
+        /// The element type it holds, e.g. "i64".
+        found: &'static str,
+        /// The element type asked for, e.g. "i32".
+        expected: &'static str,
+    },
+
+    /// An array segment, or a slice written to it, of another length.
+    #[error("segment {name} holds {found} elements, not {expected}")]
+    WrongLength {
+        /// The segment name.
+        name: String,
+        /// Its number of elements.
+        found: u64,
+        /// The number expected.
+        expected: u64,
+    },
+
+    /// An array index past the end.
+    #[error("index {index} is out of range for segment {name}, which holds {len} elements")]
+    IndexOutOfRange {
+        /// The segment name.
+        name: String,
+        /// The index asked for.
+        index: usize,
+        /// The array's length.
+        len: usize,
+    },
+
+    /// `lock()` on a value or array created without a lock.
+    #[error("segment {name} was created without a lock (Lock::No), so there is none to take")]
+    Unlocked {
+        /// The segment name.
+        name: String,
+    },
+
     /// A message on a socket that breaks the wire format.
     #[error("bad message from the {peer}: {reason}")]
     BadMessage {

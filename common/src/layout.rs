@@ -4,7 +4,8 @@
 //! `slot_count` payload slots of `slot_stride` bytes each. The header page holds
 //! a 128-byte global header and, from offset 128, one 128-byte control block per
 //! slot (its state word, length, CRC-32, sequence number, lock holder and the
-//! process-shared mutex). `docs/segment-format.md` gives the same layout as a
+//! process-shared mutex). Value and array segments (`shared`) also use the
+//! element fields and the `flags` word of the global header. `docs/segment-format.md` gives the same layout as a
 //! table of offsets for readers in other languages.
 //!
 //! Every field is an atomic, so a `&Header` over memory that another process
@@ -90,6 +91,16 @@ impl Kind {
     }
 }
 
+/// Bits of the header's `flags` field.
+pub mod flags {
+    /// A value or array segment whose elements are read and written without
+    /// the lock (Python's `lock=False`): every access is one atomic load or
+    /// store. Recorded by the creator, so every opener uses the same mode.
+    pub const UNLOCKED: u32 = 1;
+    /// Every bit this version knows; a header with any other bit is refused.
+    pub const KNOWN: u32 = UNLOCKED;
+}
+
 /// Values of a slot's `state` word, the word waiters sleep on with a futex.
 pub mod state {
     /// No payload yet.
@@ -134,8 +145,12 @@ pub struct Header {
     pub producer_start: AtomicU64,
     /// Start time of the consumer, as for the producer.
     pub consumer_start: AtomicU64,
+    /// Bits from [`flags`]; 0 for transfer and bench segments.
+    pub flags: AtomicU32,
     /// Zero.
-    pub reserved: [AtomicU64; 6],
+    pub reserved0: AtomicU32,
+    /// Zero.
+    pub reserved: [AtomicU64; 5],
 }
 
 /// One slot's control block (128 bytes), at `SLOTS_OFFSET + i * SLOT_SIZE`.
@@ -163,6 +178,7 @@ pub struct Slot {
 }
 
 const _: () = assert!(std::mem::size_of::<Header>() == SLOTS_OFFSET);
+const _: () = assert!(std::mem::offset_of!(Header, flags) == 80);
 const _: () = assert!(std::mem::size_of::<Slot>() == SLOT_SIZE);
 const _: () = assert!(std::mem::offset_of!(Slot, lock) == LOCK_OFFSET);
 const _: () = assert!(std::mem::align_of::<Header>() <= PAGE as usize);
@@ -192,6 +208,8 @@ pub struct RawHeader {
     pub elem_count: u64,
     /// See [`Header::producer_pid`].
     pub producer_pid: u32,
+    /// See [`Header::flags`].
+    pub flags: u32,
 }
 
 /// The validated shape of a segment: everything a reader may rely on.
@@ -211,6 +229,8 @@ pub struct Geometry {
     pub elem_size: u32,
     /// Element count (value/array segments).
     pub elem_count: u64,
+    /// Bits from [`flags`].
+    pub flags: u32,
 }
 
 impl Geometry {
@@ -228,7 +248,33 @@ impl Geometry {
             elem_type: 0,
             elem_size: 1,
             elem_count: 0,
+            flags: 0,
         }
+    }
+
+    /// The geometry of a one-slot value or array segment holding `elem_count`
+    /// elements of type code `elem_type`, `elem_size` bytes each, with the
+    /// payload exactly `elem_size * elem_count` bytes. `None` if that overflows
+    /// or exceeds [`MAX_SEGMENT_BYTES`].
+    pub fn elements(
+        kind: Kind,
+        elem_type: u32,
+        elem_size: u32,
+        elem_count: u64,
+        flags: u32,
+    ) -> Option<Geometry> {
+        let capacity = u64::from(elem_size).checked_mul(elem_count)?;
+        let geometry = Geometry {
+            elem_type,
+            elem_size,
+            elem_count,
+            flags,
+            ..Geometry::new(kind, capacity, 1)
+        };
+        geometry
+            .file_len()
+            .filter(|&len| len <= MAX_SEGMENT_BYTES)
+            .map(|_| geometry)
     }
 
     /// The size of the whole file, or `None` if it overflows.
@@ -268,6 +314,7 @@ impl RawHeader {
             elem_size: u32_at(44),
             elem_count: u64_at(48),
             producer_pid: u32_at(56),
+            flags: u32_at(80),
         })
     }
 
@@ -316,7 +363,18 @@ impl RawHeader {
             elem_type: self.elem_type,
             elem_size: self.elem_size,
             elem_count: self.elem_count,
+            flags: self.flags,
         };
+        if self.flags & !flags::KNOWN != 0 {
+            return Err(format!("unknown flags {:#x}", self.flags));
+        }
+        if self.flags != 0 && !matches!(kind, Kind::Value | Kind::Array) {
+            return Err(format!(
+                "flags {:#x} on a {} segment (only values and arrays have flags)",
+                self.flags,
+                kind.as_str()
+            ));
+        }
         match geometry.file_len() {
             Some(len) if len == file_len && len <= MAX_SEGMENT_BYTES => {}
             Some(len) => {
@@ -354,6 +412,7 @@ impl Header {
             elem_size: self.elem_size.load(Ordering::Relaxed),
             elem_count: self.elem_count.load(Ordering::Relaxed),
             producer_pid: self.producer_pid.load(Ordering::Relaxed),
+            flags: self.flags.load(Ordering::Relaxed),
         }
     }
 
@@ -375,6 +434,7 @@ impl Header {
             .store(geometry.elem_count, Ordering::Relaxed);
         self.producer_pid.store(pid, Ordering::Relaxed);
         self.producer_start.store(start, Ordering::Relaxed);
+        self.flags.store(geometry.flags, Ordering::Relaxed);
     }
 }
 
@@ -396,6 +456,7 @@ mod tests {
             elem_size: 1,
             elem_count: 0,
             producer_pid: 42,
+            flags: 0,
         }
     }
 
@@ -471,6 +532,15 @@ mod tests {
                 16384,
                 "elements",
             ),
+            (RawHeader { flags: 2, ..good() }, 16384, "unknown flags"),
+            (
+                RawHeader {
+                    flags: flags::UNLOCKED,
+                    ..good()
+                },
+                16384,
+                "only values and arrays",
+            ),
         ];
         for (raw, len, word) in cases {
             let err = raw.check(len).unwrap_err();
@@ -492,5 +562,37 @@ mod tests {
         bytes[56..60].copy_from_slice(&42u32.to_le_bytes());
         assert_eq!(RawHeader::from_bytes(&bytes), Some(good()));
         assert_eq!(RawHeader::from_bytes(&bytes[..127]), None);
+        bytes[80..84].copy_from_slice(&flags::UNLOCKED.to_le_bytes());
+        assert_eq!(
+            RawHeader::from_bytes(&bytes).unwrap().flags,
+            flags::UNLOCKED
+        );
+    }
+
+    #[test]
+    fn element_geometries_size_the_payload_and_pass_the_reader_checks() {
+        let g = Geometry::elements(Kind::Array, 0x69, 4, 5, flags::UNLOCKED).unwrap();
+        assert_eq!((g.capacity, g.slot_stride, g.slot_count), (20, 4096, 1));
+        assert_eq!((g.elem_type, g.elem_size, g.elem_count), (0x69, 4, 5));
+        let raw = RawHeader {
+            magic: MAGIC,
+            version: VERSION,
+            header_size: HEADER_SIZE as u32,
+            capacity: g.capacity,
+            slot_stride: g.slot_stride,
+            slot_count: g.slot_count,
+            kind: g.kind as u32,
+            elem_type: g.elem_type,
+            elem_size: g.elem_size,
+            elem_count: g.elem_count,
+            producer_pid: 1,
+            flags: g.flags,
+        };
+        assert_eq!(raw.check(g.file_len().unwrap()), Ok(g));
+        assert_eq!(Geometry::elements(Kind::Array, 0x71, 8, u64::MAX, 0), None);
+        assert_eq!(
+            Geometry::elements(Kind::Array, 0x71, 8, MAX_SEGMENT_BYTES, 0),
+            None
+        );
     }
 }

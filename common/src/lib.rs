@@ -9,6 +9,8 @@
 //! - [`wait`]: bounded, signal-aware waiting (futex slices, polling);
 //! - [`liveness`]: whether a peer process is still alive;
 //! - [`signals`]: SIGINT/SIGTERM turned into errors, so cleanup runs;
+//! - [`shared`]: typed values and arrays in shared memory, with or without a
+//!   lock (Python's `multiprocessing.Value` and `Array`);
 //! - [`png`]: checking and decoding the image, with limits;
 //! - [`ledger`]: the copies of the payload, counted and witnessed by the kernel;
 //! - [`transport`]: the ways a payload travels, behind one interface;
@@ -31,6 +33,7 @@ pub mod name;
 pub mod png;
 pub mod progress;
 pub mod segment;
+pub mod shared;
 pub mod signals;
 pub mod story;
 pub mod transfer;

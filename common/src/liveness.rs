@@ -5,6 +5,8 @@
 //! identified by its pid *and* its start time (field 22 of `/proc/PID/stat`, in
 //! clock ticks after boot), and a zombie counts as dead.
 
+use std::sync::OnceLock;
+
 use rustix::process::{test_kill_process, Pid};
 
 /// The fields of `/proc/PID/stat` this module needs.
@@ -31,10 +33,19 @@ fn stat(pid: u32) -> Option<Stat> {
 }
 
 /// Start time of this process, to record next to its pid (0 if unknown).
-/// Read once, then cached: it never changes.
+///
+/// Read from `/proc` once and then remembered, since every lock taken records
+/// it; a process forked from this one (another pid) reads its own.
 pub fn own_start_time() -> u64 {
-    static START: std::sync::OnceLock<u64> = std::sync::OnceLock::new();
-    *START.get_or_init(|| stat(std::process::id()).map_or(0, |s| s.start_time))
+    static OWN: OnceLock<(u32, u64)> = OnceLock::new();
+    let read = |pid| stat(pid).map_or(0, |s| s.start_time);
+    let pid = std::process::id();
+    let &(cached_pid, start) = OWN.get_or_init(|| (pid, read(pid)));
+    if cached_pid == pid {
+        start
+    } else {
+        read(pid)
+    }
 }
 
 /// Whether the process `pid` that started at `start_time` is still running.
