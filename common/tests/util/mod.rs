@@ -229,3 +229,15 @@ pub fn assert_clean(name: &str) {
     let left = leftovers(name);
     assert!(left.is_empty(), "left behind: {left:?}");
 }
+
+/// Calls `f` every 5 ms until it returns something (at most 30 s).
+pub fn retry<T>(mut f: impl FnMut() -> Option<T>) -> T {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        if let Some(value) = f() {
+            return value;
+        }
+        assert!(Instant::now() < deadline, "gave up retrying");
+        std::thread::sleep(Duration::from_millis(5));
+    }
+}

@@ -1,0 +1,381 @@
+//! The same transfer over shm, unix and tcp with the real binaries: the copy
+//! ledger and the kernel's counters back the classic claim (two copies over a
+//! socket, one over shared memory), the decoded image is identical over every
+//! transport, and bad inputs and misbehaving peers give one clear error.
+
+mod util;
+
+use std::io::{Read, Write};
+use std::net::{TcpListener, TcpStream};
+use std::os::unix::fs::PermissionsExt;
+use std::os::unix::net::UnixListener;
+use std::time::Duration;
+
+use common::Name;
+use serde_json::Value;
+use util::{assert_clean, image, run, unique, wait_for, Proc, Run};
+
+const LIMIT: Duration = Duration::from_secs(60);
+
+fn free_addr() -> String {
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    listener.local_addr().unwrap().to_string()
+}
+
+/// Runs the consumer first, then the producer, over `transport`.
+fn transfer(
+    transport: &str,
+    name: &str,
+    producer_extra: &[&str],
+    consumer_extra: &[&str],
+) -> (Run, Run) {
+    let addr = free_addr();
+    let mut c_args = vec![
+        "--name",
+        name,
+        "--transport",
+        transport,
+        "--addr",
+        &addr,
+        "--json",
+    ];
+    c_args.extend_from_slice(consumer_extra);
+    let consumer = Proc::start("consumer", &c_args);
+    std::thread::sleep(Duration::from_millis(150));
+    let mut p_args = vec![
+        "--name",
+        name,
+        "--transport",
+        transport,
+        "--addr",
+        &addr,
+        "--json",
+    ];
+    p_args.extend_from_slice(producer_extra);
+    let producer = Proc::start("producer", &p_args);
+    let p = producer.wait(LIMIT);
+    let c = consumer.wait(LIMIT);
+    (p, c)
+}
+
+fn copies(report: &Value) -> Vec<(String, String)> {
+    report["copies"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|c| {
+            (
+                c["what"].as_str().unwrap().to_owned(),
+                c["by"].as_str().unwrap().to_owned(),
+            )
+        })
+        .collect()
+}
+
+fn io(report: &Value, key: &str) -> u64 {
+    report["proc_io"][key].as_u64().expect(key)
+}
+
+fn has_proc_io() -> bool {
+    std::path::Path::new("/proc/self/io").exists()
+}
+
+#[test]
+fn over_sockets_the_kernel_sees_every_byte_twice() {
+    for transport in ["unix", "tcp"] {
+        let name = unique(transport);
+        let (p, c) = transfer(transport, &name, &[], &[]);
+        let (p, c) = (p.ok().json(), c.ok().json());
+        let bytes = c["bytes"].as_u64().unwrap();
+        assert_eq!(
+            copies(&p),
+            [("heap -> socket (write)".into(), "kernel".into())]
+        );
+        assert_eq!(
+            copies(&c),
+            [("socket -> heap (read)".into(), "kernel".into())]
+        );
+        assert_eq!(p["read_mode"], "heap");
+        assert_eq!(p["read_file"]["copies"][0]["what"], "file -> heap (pread)");
+        if has_proc_io() {
+            assert!(io(&p, "wchar") >= bytes, "{transport}: producer wchar {p}");
+            assert!(io(&c, "rchar") >= bytes, "{transport}: consumer rchar {c}");
+            assert!(io(&p, "syscw") >= 1 && io(&c, "syscr") >= 1);
+            // The file read is a phase of its own.
+            assert!(p["read_file"]["proc_io"]["rchar"].as_u64().unwrap() >= bytes);
+        }
+        for report in [&p, &c] {
+            for key in ["minflt", "nvcsw", "nivcsw"] {
+                assert!(report[key].is_u64(), "{key} missing from {report}");
+            }
+        }
+        assert_clean(&name);
+    }
+}
+
+#[test]
+fn over_shared_memory_no_byte_passes_through_read_or_write() {
+    let name = unique("shmio");
+    let (p, c) = transfer("shm", &name, &[], &[]);
+    let (p, c) = (p.ok().json(), c.ok().json());
+    let bytes = c["bytes"].as_u64().unwrap();
+    assert_eq!(
+        copies(&p),
+        [("file -> segment (pread)".into(), "kernel".into())]
+    );
+    assert!(copies(&c).is_empty(), "the consumer copied: {c}");
+    assert_eq!(p["read_mode"], "direct");
+    assert!(p["read_file"].is_null());
+    if has_proc_io() {
+        assert!(io(&p, "wchar") < bytes / 100, "producer wchar {p}");
+        assert!(io(&c, "rchar") < bytes / 100, "consumer rchar {c}");
+        assert!(io(&c, "wchar") < bytes / 100, "consumer wchar {c}");
+    }
+    assert_clean(&name);
+
+    // Reading the file into the heap first: one memcpy, invisible to the kernel.
+    let name = unique("shmheap");
+    let (p, _) = transfer("shm", &name, &["--read", "heap"], &[]);
+    let p = p.ok().json();
+    assert_eq!(
+        copies(&p),
+        [("heap -> segment (memcpy)".into(), "user".into())]
+    );
+    assert_eq!(p["read_file"]["copies"][0]["by"], "kernel");
+    if has_proc_io() {
+        assert!(
+            io(&p, "rchar") < bytes / 100 && io(&p, "wchar") < bytes / 100,
+            "{p}"
+        );
+    }
+    assert_clean(&name);
+}
+
+#[test]
+fn the_decoded_image_is_identical_over_every_transport() {
+    let dir = util::temp_dir("same");
+    let direct = image::open(image()).unwrap();
+    let crc = format!("{:08x}", crc32fast::hash(&std::fs::read(image()).unwrap()));
+    for transport in ["shm", "unix", "tcp"] {
+        let name = unique("same");
+        let out = dir.join(format!("{transport}.png"));
+        let (p, c) = transfer(transport, &name, &[], &["--out", out.to_str().unwrap()]);
+        p.ok();
+        let c = c.ok().json();
+        assert_eq!(c["transport"], transport);
+        assert_eq!(c["crc32"], crc.as_str());
+        assert_eq!(
+            (c["width"].as_u64(), c["height"].as_u64()),
+            (Some(512), Some(512))
+        );
+        let got = image::open(&out).unwrap();
+        assert_eq!(
+            got.as_bytes(),
+            direct.as_bytes(),
+            "{transport} pixels differ"
+        );
+        assert_clean(&name);
+    }
+    std::fs::remove_dir_all(dir).unwrap();
+}
+
+#[test]
+fn bad_inputs_fail_the_same_way_over_every_transport() {
+    let dir = util::temp_dir("badin");
+    let text = dir.join("notes.png");
+    std::fs::write(&text, b"plain text").unwrap();
+    let mut corrupt = std::fs::read(image()).unwrap();
+    let mid = corrupt.len() / 2;
+    corrupt[mid..mid + 64].iter_mut().for_each(|b| *b ^= 0xa5);
+    let corrupt_path = dir.join("corrupt.png");
+    std::fs::write(&corrupt_path, &corrupt).unwrap();
+    for transport in ["shm", "unix", "tcp"] {
+        let addr = free_addr();
+        // Not a PNG: refused before anything is created.
+        let name = unique("badin");
+        run(
+            "producer",
+            &[
+                text.to_str().unwrap(),
+                "--name",
+                &name,
+                "--transport",
+                transport,
+                "--addr",
+                &addr,
+            ],
+        )
+        .fails_with(1, &["not a PNG file"]);
+        // Nobody comes.
+        run(
+            "consumer",
+            &[
+                "--name",
+                &name,
+                "--transport",
+                transport,
+                "--addr",
+                &addr,
+                "--timeout",
+                "0.5",
+            ],
+        )
+        .fails_with(1, &["no producer", "gave up after 0.5 s"]);
+        run(
+            "producer",
+            &[
+                "--name",
+                &name,
+                "--transport",
+                transport,
+                "--addr",
+                &addr,
+                "--timeout",
+                "0.5",
+            ],
+        )
+        .fails_with(1, &["no consumer", "gave up after 0.5 s"]);
+        // A corrupt PNG: the consumer cannot decode it and says no.
+        let (p, c) = transfer(transport, &name, &[corrupt_path.to_str().unwrap()], &[]);
+        c.fails_with(1, &["cannot decode the image:"]);
+        p.fails_with(1, &["the consumer rejected the payload"]);
+        assert_clean(&name);
+    }
+    std::fs::remove_dir_all(dir).unwrap();
+}
+
+/// Acts as a producer that announces the whole image but sends half of it.
+fn half_producer(mut conn: impl Read + Write) {
+    let png = std::fs::read(image()).unwrap();
+    let mut hello = [0u8; 16];
+    conn.read_exact(&mut hello).unwrap();
+    assert_eq!(&hello[..8], b"P1P2HEL\0");
+    let mut header = [0u8; 24];
+    header[..8].copy_from_slice(b"P1P2MSG\0");
+    header[8..16].copy_from_slice(&(png.len() as u64).to_le_bytes());
+    header[16..20].copy_from_slice(&crc32fast::hash(&png).to_le_bytes());
+    conn.write_all(&header).unwrap();
+    conn.write_all(&png[..png.len() / 2]).unwrap();
+}
+
+#[test]
+fn a_producer_that_hangs_up_half_way_is_a_clear_error() {
+    let half = "395,777 of 791,555 bytes";
+    // Unix socket.
+    let name = unique("halfu");
+    let path = Name::new(&name).unwrap().socket_path();
+    let listener = UnixListener::bind(&path).unwrap();
+    let consumer = Proc::start("consumer", &["--name", &name, "--transport", "unix"]);
+    let (conn, _) = listener.accept().unwrap();
+    half_producer(conn);
+    consumer
+        .wait(LIMIT)
+        .fails_with(1, &["the producer closed the connection after", half]);
+    drop(listener);
+    std::fs::remove_file(&path).unwrap();
+    // TCP.
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = listener.local_addr().unwrap().to_string();
+    let consumer = Proc::start("consumer", &["--transport", "tcp", "--addr", &addr]);
+    let (conn, _) = listener.accept().unwrap();
+    half_producer(conn);
+    consumer
+        .wait(LIMIT)
+        .fails_with(1, &["the producer closed the connection after", half]);
+}
+
+#[test]
+fn a_consumer_that_hangs_up_half_way_is_a_clear_error() {
+    let name = unique("halfc");
+    let addr = free_addr();
+    let producer = Proc::start(
+        "producer",
+        &[
+            "--name",
+            &name,
+            "--transport",
+            "tcp",
+            "--addr",
+            &addr,
+            "--timeout",
+            "20",
+        ],
+    );
+    let mut conn = util::retry(|| TcpStream::connect(&addr).ok());
+    let mut hello = [0u8; 16];
+    hello[..8].copy_from_slice(b"P1P2HEL\0");
+    conn.write_all(&hello).unwrap();
+    let mut some = [0u8; 4096];
+    conn.read_exact(&mut some).unwrap();
+    drop(conn);
+    producer.wait(LIMIT).fails_with(
+        1,
+        &["producer: error: ", "consumer", "closed the connection"],
+    );
+    assert_clean(&name);
+}
+
+#[test]
+fn a_second_producer_on_one_socket_name_is_refused() {
+    let name = unique("twice");
+    let addr = free_addr();
+    let first = Proc::start(
+        "producer",
+        &["--name", &name, "--transport", "unix", "--timeout", "30"],
+    );
+    let path = Name::new(&name).unwrap().socket_path();
+    assert!(wait_for(&path, LIMIT));
+    let mode = std::fs::metadata(&path).unwrap().permissions().mode();
+    assert_eq!(mode & 0o777, 0o600, "socket file mode");
+    run("producer", &["--name", &name, "--transport", "unix"]).fails_with(
+        1,
+        &[&format!("socket {name} is in use by pid {}", first.pid)],
+    );
+    // The first producer's probe-and-refuse left it intact: a consumer still gets the image.
+    run("consumer", &["--name", &name, "--transport", "unix"]).ok();
+    let p = first.wait(LIMIT);
+    p.ok();
+    assert!(
+        p.stdout
+            .contains("ignored a connection that did not say hello"),
+        "{}",
+        p.stdout
+    );
+    assert_clean(&name);
+
+    // TCP: the address is the name.
+    let first = Proc::start(
+        "producer",
+        &["--transport", "tcp", "--addr", &addr, "--timeout", "30"],
+    );
+    util::retry(|| TcpStream::connect(&addr).ok());
+    run("producer", &["--transport", "tcp", "--addr", &addr])
+        .fails_with(1, &[&format!("address {addr} is in use")]);
+    run("consumer", &["--transport", "tcp", "--addr", &addr]).ok();
+    first.wait(LIMIT).ok();
+}
+
+#[test]
+fn a_stale_socket_file_is_replaced() {
+    let name = unique("stalesock");
+    let path = Name::new(&name).unwrap().socket_path();
+    // A listener that went away without removing its file.
+    drop(UnixListener::bind(&path).unwrap());
+    assert!(path.exists());
+    let (p, c) = transfer("unix", &name, &[], &[]);
+    p.ok();
+    c.ok();
+    assert_clean(&name);
+}
+
+#[test]
+fn something_else_on_the_tcp_port_is_a_bad_message() {
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = listener.local_addr().unwrap().to_string();
+    let consumer = Proc::start("consumer", &["--transport", "tcp", "--addr", &addr]);
+    let (mut conn, _) = listener.accept().unwrap();
+    conn.write_all(b"HTTP/1.1 400 Bad Request\r\n\r\n").unwrap();
+    consumer
+        .wait(LIMIT)
+        .fails_with(1, &["bad message from the producer: wrong magic"]);
+}
