@@ -70,6 +70,8 @@ pub struct Row {
     pub kernel_copies: u64,
     /// What each copy was, producer's first.
     pub copies: Vec<String>,
+    /// How many of the copies the consumer made.
+    pub consumer_copies: u64,
     /// read + write system calls counted by the kernel (absent without /proc/self/io).
     pub syscalls: Option<u64>,
     /// Bytes through read/write counted by the kernel (rchar + wchar).
@@ -93,6 +95,7 @@ fn u(v: &Value, key: &str) -> u64 {
 pub fn row(case: &Case, producer: &Value, consumer: &Value) -> Row {
     let mut copies = Vec::new();
     let (mut user, mut kernel) = (0, 0);
+    let consumer_copies = consumer["copies"].as_array().map_or(0, |a| a.len() as u64);
     for side in [producer, consumer] {
         for copy in side["copies"].as_array().into_iter().flatten() {
             match copy["by"].as_str() {
@@ -123,6 +126,7 @@ pub fn row(case: &Case, producer: &Value, consumer: &Value) -> Row {
         user_copies: user,
         kernel_copies: kernel,
         copies,
+        consumer_copies,
         syscalls,
         rw_bytes,
         page_faults: u(producer, "minflt") + u(consumer, "minflt"),
@@ -158,6 +162,7 @@ pub fn median(runs: &[Row]) -> Row {
         transfer_ms: mid(runs.iter().map(|r| r.transfer_ms).collect()),
         decode_ms: mid(runs.iter().map(|r| r.decode_ms).collect()),
         file_read_copies: mid(runs.iter().map(|r| r.file_read_copies).collect()),
+        consumer_copies: mid(runs.iter().map(|r| r.consumer_copies).collect()),
         ..first.clone()
     }
 }
