@@ -62,7 +62,7 @@ OFF_CRC32 = 132  # u32
 OFF_LEN = 136  # u64
 OFF_SEQ = 144  # u64
 
-EMPTY, READY, ACKED, REJECTED = 0, 1, 2, 3
+EMPTY, READY, ACKED, REJECTED, WITHDRAWN = 0, 1, 2, 3, 4
 
 PREFIX = "p1p2."
 POLL = 0.01  # seconds between looks at the file and the state word
@@ -199,6 +199,8 @@ def wait_ready(buf, name, producer, deadline, timeout):
         state = u32(buf, OFF_STATE)
         if state == READY:
             return
+        if state == WITHDRAWN:
+            raise Failure(f"producer pid {producer} withdrew segment {name} before handing it over")
         if state in (ACKED, REJECTED):
             word = "acknowledged" if state == ACKED else "rejected"
             raise Failure(f"segment {name}: its payload was already {word}")
@@ -249,9 +251,13 @@ def consume(name, timeout, out):
                 f.write(payload)
         except OSError as e:
             raise Failure(f"cannot write {out}: {e.strerror or e}") from None
+        if u32(buf, OFF_STATE) == WITHDRAWN:
+            raise Failure(f"producer pid {producer} withdrew segment {shm_name} while it was read")
         # The producer polls the state word every 100 ms (its futex waits are
         # sliced), so a plain store is seen without a futex wake, which
-        # Python cannot issue.
+        # Python cannot issue. (Without a compare-and-swap, a withdrawal in
+        # the instant between the check above and this store is overwritten;
+        # the payload was complete and verified by then.)
         put_u32(buf, OFF_STATE, ACKED)
         print(
             f"py_consumer: read {length} bytes (crc32 {actual:08x}, sequence {seq}) "

@@ -111,6 +111,9 @@ pub mod state {
     pub const ACKED: u32 = 2;
     /// The consumer found the payload bad (CRC mismatch or decode failure).
     pub const REJECTED: u32 = 3;
+    /// The producer gave up (a signal, a timeout, an error) before the
+    /// consumer acknowledged: the payload must not be used.
+    pub const WITHDRAWN: u32 = 4;
 }
 
 /// The global header at offset 0 (128 bytes).

@@ -9,6 +9,7 @@
 //! - [`wait`]: bounded, signal-aware waiting (futex slices, polling);
 //! - [`liveness`]: whether a peer process is still alive;
 //! - [`signals`]: SIGINT/SIGTERM turned into errors, so cleanup runs;
+//! - [`inventory`]: listing this project's files, and removing the stale ones;
 //! - [`shared`]: typed values and arrays in shared memory, with or without a
 //!   lock (Python's `multiprocessing.Value` and `Array`);
 //! - [`png`]: checking and decoding the image, with limits;
@@ -26,6 +27,7 @@ pub mod bench;
 pub mod cli;
 pub mod compare;
 pub mod error;
+pub mod inventory;
 pub mod layout;
 pub mod ledger;
 pub mod liveness;

@@ -132,7 +132,16 @@ pub fn decode(bytes: &[u8], limits: &Limits) -> Result<Decoded> {
     image_limits.max_image_height = Some(limits.max_height);
     image_limits.max_alloc = Some(limits.max_alloc);
     reader.limits(image_limits);
-    let image = reader.decode().map_err(|e| Error::Decode(e.to_string()))?;
+    let image = reader.decode().map_err(|e| match e {
+        image::ImageError::Limits(_) => Error::Decode(format!(
+            "{e} (the limits are {} x {} pixels and {} MiB of allocations; \
+             raise them with --max-dim and --max-alloc)",
+            limits.max_width,
+            limits.max_height,
+            limits.max_alloc >> 20
+        )),
+        other => Error::Decode(other.to_string()),
+    })?;
     Ok(Decoded {
         width: image.width(),
         height: image.height(),
@@ -207,6 +216,7 @@ mod tests {
         };
         let err = decode(&tiny_png(5, 3), &limits).unwrap_err();
         assert!(matches!(err, Error::Decode(_)), "{err}");
+        assert!(err.to_string().contains("--max-dim"), "{err}");
     }
 
     #[test]

@@ -43,7 +43,7 @@ use crate::layout::{
     SLOTS_OFFSET, SLOT_SIZE,
 };
 use crate::liveness;
-use crate::name::{Name, FILE_PREFIX, SHM_DIR};
+use crate::name::{Name, SHM_DIR};
 use crate::signals;
 use crate::wait::Deadline;
 
@@ -265,13 +265,25 @@ impl Segment {
         Ok(segment)
     }
 
-    /// Waits up to the deadline for `name` to be published, then opens it.
-    /// Returns `Ok(None)` on timeout.
+    /// Waits up to the deadline for `name` to be published by a live
+    /// producer, then opens it. Returns `Ok(None)` on timeout.
+    ///
+    /// A stale segment (its creator is dead) is not opened: `on_stale` is told
+    /// the dead creator's pid and the wait goes on, since a new producer will
+    /// replace it.
     ///
     /// # Errors
     /// As [`Segment::open`] (other than not-found), or [`Error::Interrupted`].
-    pub fn wait_open(name: &Name, deadline: &Deadline) -> Result<Option<Segment>> {
+    pub fn wait_open(
+        name: &Name,
+        deadline: &Deadline,
+        mut on_stale: impl FnMut(u32),
+    ) -> Result<Option<Segment>> {
         crate::wait::appear(Path::new(SHM_DIR), deadline, || match Segment::open(name) {
+            Ok(segment) if !segment.owner_alive() => {
+                on_stale(segment.producer_pid());
+                Ok(None)
+            }
             Ok(segment) => Ok(Some(segment)),
             Err(e) if is_not_found(&e) => Ok(None),
             Err(e) => Err(e),
@@ -640,13 +652,14 @@ pub fn state_name(value: u32) -> &'static str {
         state::READY => "ready",
         state::ACKED => "acknowledged",
         state::REJECTED => "rejected",
+        state::WITHDRAWN => "withdrawn by its producer",
         _ => "invalid",
     }
 }
 
 /// Opens an existing file at one of our paths without following symlinks, and
 /// refuses anything that is not a regular file owned by us.
-fn open_existing(path: &Path, write: bool) -> Result<File> {
+pub(crate) fn open_existing(path: &Path, write: bool) -> Result<File> {
     let file = OpenOptions::new()
         .read(true)
         .write(write)
@@ -658,6 +671,12 @@ fn open_existing(path: &Path, write: bool) -> Result<File> {
             return Err(Error::Refused {
                 path: path.to_owned(),
                 reason: "it is a symbolic link".into(),
+            })
+        }
+        Err(e) if e.raw_os_error() == Some(libc::EISDIR) => {
+            return Err(Error::Refused {
+                path: path.to_owned(),
+                reason: "it is not a regular file".into(),
             })
         }
         Err(e) => return Err(Error::io(format!("open {}", path.display()), e)),
@@ -683,7 +702,7 @@ fn open_existing(path: &Path, write: bool) -> Result<File> {
 
 /// Probes the creator's flock: a shared, non-blocking lock succeeds only when
 /// no process holds the exclusive one, i.e. the creator is gone.
-fn owner_alive(file: &File) -> bool {
+pub(crate) fn owner_alive(file: &File) -> bool {
     match flock(file, FlockOperation::NonBlockingLockShared) {
         Ok(()) => {
             let _ = flock(file, FlockOperation::Unlock);
@@ -694,7 +713,7 @@ fn owner_alive(file: &File) -> bool {
 }
 
 /// Reads the recorded creator pid from a segment file (0 if unreadable).
-fn recorded_pid(file: &File) -> u32 {
+pub(crate) fn recorded_pid(file: &File) -> u32 {
     let mut bytes = [0u8; SLOTS_OFFSET];
     match file.read_exact_at(&mut bytes, 0) {
         Ok(()) => RawHeader::from_bytes(&bytes).map_or(0, |h| h.producer_pid),
@@ -779,104 +798,6 @@ fn mutex_looks_initialised(slot: &Slot) -> bool {
         let _ = slot;
         true
     }
-}
-
-/// One of this project's files in `/dev/shm`, as `producer --list` shows it.
-#[derive(Clone, Debug, serde::Serialize)]
-pub struct SegmentInfo {
-    /// File name in `/dev/shm`.
-    pub file: String,
-    /// The segment name (`None` for a file still under construction).
-    pub name: Option<String>,
-    /// File size in bytes.
-    pub size: u64,
-    /// Kind from the header ("transfer", "value", ...), if the header is valid.
-    pub kind: Option<&'static str>,
-    /// Creator pid from the header (0 if unreadable).
-    pub pid: u32,
-    /// Whether the creator still holds the file.
-    pub alive: bool,
-    /// Why the file cannot be handled, for files that are refused or corrupt.
-    pub problem: Option<String>,
-}
-
-/// Lists this project's files in `/dev/shm`.
-///
-/// # Errors
-/// If `/dev/shm` cannot be read.
-pub fn list() -> Result<Vec<SegmentInfo>> {
-    let mut out = Vec::new();
-    let entries = std::fs::read_dir(SHM_DIR).context(|| format!("read {SHM_DIR}"))?;
-    for entry in entries.flatten() {
-        let file_name = entry.file_name().to_string_lossy().into_owned();
-        if !file_name.starts_with(FILE_PREFIX) {
-            continue;
-        }
-        let name = file_name
-            .strip_prefix(crate::name::PUBLISHED_PREFIX)
-            .map(str::to_owned);
-        let mut info = SegmentInfo {
-            file: file_name,
-            name,
-            size: 0,
-            kind: None,
-            pid: 0,
-            alive: false,
-            problem: None,
-        };
-        match open_existing(&entry.path(), false) {
-            Ok(file) => {
-                info.size = file.metadata().map_or(0, |m| m.len());
-                info.alive = owner_alive(&file);
-                info.pid = recorded_pid(&file);
-                let mut bytes = [0u8; SLOTS_OFFSET];
-                let header = file
-                    .read_exact_at(&mut bytes, 0)
-                    .ok()
-                    .and_then(|()| RawHeader::from_bytes(&bytes));
-                match header.map(|h| h.check(info.size)) {
-                    Some(Ok(g)) => info.kind = Some(g.kind.as_str()),
-                    Some(Err(reason)) => info.problem = Some(reason),
-                    None => info.problem = Some("shorter than a header".into()),
-                }
-            }
-            Err(e) => {
-                info.alive = true; // not ours to judge, never to remove
-                info.problem = Some(e.to_string());
-            }
-        }
-        out.push(info);
-    }
-    out.sort_by(|a, b| a.file.cmp(&b.file));
-    Ok(out)
-}
-
-/// Removes the segments whose creator is dead; returns what was removed.
-///
-/// Live segments and files that are not ours to touch (symlinks, other
-/// users' files) are left alone. A file is removed only while this process
-/// holds its flock, so a live producer's file is never removed.
-///
-/// # Errors
-/// If `/dev/shm` cannot be read.
-pub fn clean() -> Result<Vec<SegmentInfo>> {
-    let mut removed = Vec::new();
-    for info in list()? {
-        if info.alive {
-            continue;
-        }
-        let path = Path::new(SHM_DIR).join(&info.file);
-        let Ok(file) = open_existing(&path, false) else {
-            continue;
-        };
-        if flock(&file, FlockOperation::NonBlockingLockExclusive).is_err() {
-            continue; // came alive, or someone is probing it: leave it
-        }
-        if std::fs::remove_file(&path).is_ok() {
-            removed.push(info);
-        }
-    }
-    Ok(removed)
 }
 
 #[cfg(test)]

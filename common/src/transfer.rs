@@ -94,6 +94,8 @@ pub struct ConsumerOptions {
     pub out: Option<PathBuf>,
     /// Decode limits (`max_alloc` also caps a socket payload).
     pub limits: Limits,
+    /// How long to keep exclusive access after verifying, before acknowledging.
+    pub hold: Duration,
     /// The transport.
     pub transport: TransportKind,
     /// TCP address (for `tcp`).
@@ -263,16 +265,14 @@ pub fn produce(options: &ProducerOptions, story: &Story) -> Result<ProducerRepor
         name: &options.name,
         timeout: options.timeout,
         max_payload: u64::MAX,
+        hold: options.hold,
         story,
     };
     let transport = options.transport.transport(options.addr);
-    let sent = transport.send(
-        &session,
-        &Outgoing {
-            payload,
-            hold: options.hold,
-        },
-    )?;
+    let sent = transport.send(&session, &Outgoing { payload })?;
+    // A signal that arrived during a step that does not wait (a copy, a
+    // decode) still ends the run as interrupted.
+    signals::check()?;
     Ok(ProducerReport {
         transport: options.transport.as_str(),
         name: options.name.to_string(),
@@ -324,6 +324,7 @@ pub fn consume(options: &ConsumerOptions, story: &Story) -> Result<ConsumerRepor
         name: &options.name,
         timeout: options.timeout,
         max_payload: options.limits.max_alloc,
+        hold: options.hold,
         story,
     };
     let mut checked: Option<Checked> = None;
@@ -367,6 +368,7 @@ pub fn consume(options: &ConsumerOptions, story: &Story) -> Result<ConsumerRepor
     };
     let transport = options.transport.transport(options.addr);
     let received = transport.receive(&session, &mut accept)?;
+    signals::check()?;
     let checked = checked.expect("receive succeeds only after accept succeeded");
     if let Some(out) = &options.out {
         png::save(&checked.decoded.image, out)?;

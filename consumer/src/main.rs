@@ -32,6 +32,11 @@ struct Args {
     #[arg(long, value_name = "FILE")]
     out: Option<PathBuf>,
 
+    /// Keep exclusive access this many milliseconds after verifying the
+    /// payload, before acknowledging (to watch the producer wait).
+    #[arg(long, default_value_t = 0, value_name = "MS")]
+    hold: u64,
+
     /// Refuse images wider or taller than PX pixels.
     #[arg(long, default_value_t = Limits::default().max_width, value_name = "PX")]
     max_dim: u32,
@@ -68,6 +73,7 @@ fn main() -> ExitCode {
                     max_height: args.max_dim,
                     max_alloc: args.max_alloc.saturating_mul(1 << 20),
                 },
+                hold: Duration::from_millis(args.hold),
                 transport: args.transport,
                 addr: args.addr,
             },

@@ -12,7 +12,7 @@ use clap::Parser;
 use common::transfer::{self, ProducerOptions, ReadMode};
 use common::transport::socket::DEFAULT_TCP_ADDR;
 use common::transport::TransportKind;
-use common::{cli, story::Story, Name, Role};
+use common::{cli, inventory, story::Story, Name, Role};
 
 /// P1: copy an image into shared memory under exclusive access, then release
 /// it for a consumer.
@@ -51,6 +51,16 @@ struct Args {
     #[arg(long, default_value = "direct", value_name = "direct|heap")]
     read: ReadMode,
 
+    /// List this project's segments and sockets (name, size, owner pid,
+    /// alive or dead), then exit.
+    #[arg(long, conflicts_with = "clean")]
+    list: bool,
+
+    /// Remove the segments and sockets whose owner is dead, then exit.
+    /// Live ones are never touched.
+    #[arg(long)]
+    clean: bool,
+
     /// Print one JSON object on stdout instead of the story.
     #[arg(long)]
     json: bool,
@@ -58,6 +68,9 @@ struct Args {
 
 fn main() -> ExitCode {
     let args = Args::parse();
+    if args.list || args.clean {
+        return inventory(args.clean, args.json);
+    }
     let story = Story::new(Role::Producer, args.json);
     let result = Name::new(&args.name).and_then(|name| {
         transfer::produce(
@@ -74,4 +87,32 @@ fn main() -> ExitCode {
         )
     });
     cli::finish(Role::Producer, args.json, result)
+}
+
+/// `--list` and `--clean`.
+fn inventory(clean: bool, json: bool) -> ExitCode {
+    let result = if clean {
+        inventory::clean()
+    } else {
+        inventory::list()
+    };
+    if let Ok(entries) = &result {
+        if !json {
+            if clean {
+                for entry in entries {
+                    match entry.pid {
+                        0 => println!("removed {} (no live owner)", entry.path.display()),
+                        pid => println!(
+                            "removed {} (its owner pid {pid} is dead)",
+                            entry.path.display()
+                        ),
+                    }
+                }
+                println!("removed {} stale file(s)", entries.len());
+            } else {
+                print!("{}", inventory::render(entries));
+            }
+        }
+    }
+    cli::finish(Role::Producer, json, result)
 }

@@ -79,6 +79,10 @@ pub struct Session<'a> {
     pub timeout: Duration,
     /// The largest payload a consumer accepts from a socket.
     pub max_payload: u64,
+    /// How long to keep exclusive access (`--hold`): the producer after
+    /// copying, before releasing; the consumer after verifying, before
+    /// acknowledging.
+    pub hold: Duration,
     /// Where the story is told.
     pub story: &'a Story,
 }
@@ -96,8 +100,6 @@ pub enum Payload<'a> {
 pub struct Outgoing<'a> {
     /// The payload.
     pub payload: Payload<'a>,
-    /// How long to keep exclusive access after copying (`--hold`).
-    pub hold: Duration,
 }
 
 /// What a transport reports after sending.

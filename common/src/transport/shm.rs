@@ -7,6 +7,8 @@
 //! 3. copies the image into the payload, records length, CRC-32 and sequence
 //!    number, sets the state to READY (Release store, futex wake);
 //! 4. keeps the lock for `--hold` ms, then releases it;
+//!    (if it gives up at any point before an acknowledgement, it marks the
+//!    payload WITHDRAWN, so no consumer uses it);
 //! 5. sleeps on the state word until the consumer sets ACKED or REJECTED,
 //!    checking every 100 ms that the consumer that claimed it is alive;
 //! 6. removes the segment.
@@ -19,8 +21,9 @@
 //! 3. holding the lock, checks the state is READY, reads length, CRC and
 //!    sequence number, and hands the payload slice, in place, to the caller
 //!    (which verifies the CRC and decodes);
-//! 4. checks the sequence number did not move, sets ACKED (or REJECTED),
-//!    wakes the producer and releases the lock.
+//! 4. checks the sequence number did not move, keeps the lock for its own
+//!    `--hold` ms, sets ACKED (or REJECTED), wakes the producer and releases
+//!    the lock.
 //!
 //! No condition variable is shared between the processes: all sleeping is on
 //! futexes with timeouts, so a process killed at any point cannot wedge its peer.
@@ -60,6 +63,12 @@ impl Transport for Shm {
         let mut guard = segment
             .try_lock(0)?
             .ok_or_else(|| Error::Usage("a fresh segment's lock was taken".into()))?;
+        // Dropped before `guard` on every early return, so the payload is
+        // marked withdrawn while the lock is still held.
+        let mut withdraw = Withdraw {
+            segment: &segment,
+            armed: true,
+        };
         if let Published::ReplacedStale { pid } = segment.publish()? {
             story.say(format_args!(
                 "replaced a stale segment {name} left by dead pid {pid}"
@@ -107,14 +116,7 @@ impl Transport for Shm {
             gbps(len, copy)
         ));
 
-        if !out.hold.is_zero() {
-            story.say(format_args!(
-                "holding exclusive access for {} ms (--hold)",
-                out.hold.as_millis()
-            ));
-            let _spin = story.waiting("holding the lock (--hold)");
-            wait::sleep(out.hold)?;
-        }
+        hold(story, session.hold, "")?;
         drop(guard);
         story.say("released the lock; waiting for a consumer to read it");
 
@@ -139,6 +141,9 @@ impl Transport for Shm {
         let wait = deadline.elapsed();
         let witness = meter.finish();
         let consumer_pid = Some(segment.consumer_pid()).filter(|&pid| pid != 0);
+        if outcome.is_some() {
+            withdraw.armed = false;
+        }
         match outcome {
             Some(state::ACKED) => {
                 story.say(format_args!(
@@ -157,7 +162,7 @@ impl Transport for Shm {
                 })
             }
             Some(_) => Err(Error::Rejected(format!(
-                "consumer pid {} found it bad; see its message",
+                "consumer pid {} did not accept it; see its message",
                 consumer_pid.unwrap_or(0)
             ))),
             None => Err(deadline.timeout(match consumer_pid {
@@ -175,11 +180,28 @@ impl Transport for Shm {
         let story = session.story;
         let name = session.name;
         let deadline = Deadline::after(session.timeout);
+        let mut stale = None;
         let segment = {
             let _spin = story.waiting(format!("waiting for a producer to publish segment {name}"));
-            Segment::wait_open(name, &deadline)?
-        }
-        .ok_or_else(|| deadline.timeout(format!("no producer published segment {name}")))?;
+            Segment::wait_open(name, &deadline, |pid| {
+                if stale.is_none() {
+                    story.say(format_args!(
+                        "segment {name} is stale (its producer pid {pid} is dead); \
+                         waiting for a live producer to replace it"
+                    ));
+                }
+                stale = Some(pid);
+            })?
+        };
+        let segment = segment.ok_or_else(|| {
+            deadline.timeout(match stale {
+                Some(pid) => format!(
+                    "segment {name} is stale (its producer pid {pid} is dead) and no live \
+                     producer replaced it"
+                ),
+                None => format!("no producer published segment {name}"),
+            })
+        })?;
         let kind = segment.geometry().kind;
         if kind != Kind::Transfer {
             return Err(Error::BadSegment {
@@ -213,6 +235,8 @@ impl Transport for Shm {
                 crc32,
                 meter,
             })?;
+            hold(story, session.hold, " before acknowledging")?;
+            // Last: the bytes were not rewritten while we used them.
             let now = slot.seq.load(Ordering::Relaxed);
             if now != seq {
                 return Err(Error::BadSegment {
@@ -240,6 +264,46 @@ impl Transport for Shm {
             Err(e) => {
                 guard.set_state(state::REJECTED);
                 Err(e)
+            }
+        }
+    }
+}
+
+/// Keeps the lock for `--hold`, telling the story; returns early on a signal.
+fn hold(story: &crate::story::Story, hold: Duration, before: &str) -> Result<()> {
+    if hold.is_zero() {
+        return Ok(());
+    }
+    story.say(format_args!(
+        "holding exclusive access for {} ms{before} (--hold)",
+        hold.as_millis()
+    ));
+    let _spin = story.waiting("holding the lock (--hold)");
+    wait::sleep(hold)
+}
+
+/// Marks an unconsumed payload WITHDRAWN when the producer leaves early (an
+/// error, a timeout, a signal), so a consumer that takes the lock afterwards
+/// refuses it instead of using a payload whose producer gave up.
+struct Withdraw<'a> {
+    segment: &'a Segment,
+    armed: bool,
+}
+
+impl Drop for Withdraw<'_> {
+    fn drop(&mut self) {
+        if !self.armed {
+            return;
+        }
+        let word = &self.segment.slot(0).state;
+        for from in [state::READY, state::EMPTY] {
+            // AcqRel: pairs with the consumer's Acquire load of the state.
+            if word
+                .compare_exchange(from, state::WITHDRAWN, Ordering::AcqRel, Ordering::Acquire)
+                .is_ok()
+            {
+                wait::wake_all(word);
+                return;
             }
         }
     }
@@ -283,6 +347,13 @@ fn lock_ready<'s>(
         match guard.slot().state.load(Ordering::Acquire) {
             state::READY => return Ok(guard),
             state::EMPTY => {}
+            state::WITHDRAWN => {
+                return Err(Error::PeerGone(format!(
+                    "producer pid {} withdrew segment {name} before handing it over \
+                     (it was interrupted or gave up)",
+                    segment.producer_pid()
+                )))
+            }
             other => {
                 return Err(Error::BadSegment {
                     name: name.to_string(),

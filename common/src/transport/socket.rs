@@ -206,6 +206,15 @@ impl Conn {
     /// [`Error::Interrupted`] or a system error other than "not there yet".
     pub fn connect(endpoint: &Endpoint, deadline: &Deadline) -> Result<Option<Conn>> {
         let attempt = || {
+            if let Endpoint::Unix(path) = endpoint {
+                // Never follow a symlink or talk to someone else's socket.
+                match check_socket_file(path) {
+                    Err(Error::Io { source, .. }) if source.kind() == io::ErrorKind::NotFound => {
+                        return Ok(None)
+                    }
+                    other => other?,
+                }
+            }
             let attempt = match endpoint {
                 Endpoint::Unix(path) => UnixStream::connect(path).map(OwnedFd::from),
                 Endpoint::Tcp(addr) => TcpStream::connect(addr).map(|s| {
@@ -359,12 +368,12 @@ impl Transport for Socket {
             return Err(deadline.timeout(format!("no consumer connected to {endpoint}")));
         };
         story.say(format_args!("consumer pid {consumer_pid} connected"));
-        if !out.hold.is_zero() {
+        if !session.hold.is_zero() {
             story.say(format_args!(
                 "holding the payload for {} ms before sending (--hold)",
-                out.hold.as_millis()
+                session.hold.as_millis()
             ));
-            crate::wait::sleep(out.hold)?;
+            crate::wait::sleep(session.hold)?;
         }
 
         let meter = Meter::start();
@@ -423,7 +432,7 @@ impl Transport for Socket {
                 })
             }
             a if a == NAK => Err(Error::Rejected(format!(
-                "consumer pid {consumer_pid} found it bad; see its message"
+                "consumer pid {consumer_pid} did not accept it; see its message"
             ))),
             _ => Err(Error::BadMessage {
                 peer: Role::Consumer,
@@ -503,11 +512,21 @@ impl Transport for Socket {
             ms(receive),
             gbps(len, receive)
         ));
-        match accept(Incoming {
+        let accepted = accept(Incoming {
             bytes: &payload,
             crc32,
             meter,
-        }) {
+        });
+        let accepted = accepted.and_then(|()| {
+            if !session.hold.is_zero() {
+                story.say(format_args!(
+                    "holding for {} ms before acknowledging (--hold)",
+                    session.hold.as_millis()
+                ));
+            }
+            crate::wait::sleep(session.hold)
+        });
+        match accepted {
             Ok(()) => {
                 conn.write_all(ACK, session.timeout, Role::Producer, None)?;
                 story.say("acknowledged");
@@ -541,19 +560,7 @@ fn bind_unix(path: &Path, name: &Name) -> Result<Listener> {
     set_slices(&out.fd)?;
 
     // Serialise publication among producers sharing the directory.
-    let dir_file = File::open(&dir).context(|| format!("open {}", dir.display()))?;
-    let deadline = Deadline::after(Duration::from_secs(5));
-    let locked = crate::wait::poll(&deadline, Duration::from_millis(2), || {
-        Ok(flock(&dir_file, FlockOperation::NonBlockingLockExclusive)
-            .is_ok()
-            .then_some(()))
-    })?;
-    if locked.is_none() {
-        return Err(Error::Io {
-            what: format!("lock {}", dir.display()),
-            source: io::Error::other("another producer kept it locked for 5 s"),
-        });
-    }
+    let _dir_lock = lock_dir(&dir)?;
     for _ in 0..2 {
         match rustix::fs::renameat_with(
             rustix::fs::CWD,
@@ -566,7 +573,17 @@ fn bind_unix(path: &Path, name: &Name) -> Result<Listener> {
                 out.file = Some(path.to_owned());
                 return Ok(out);
             }
-            Err(rustix::io::Errno::EXIST) => remove_if_stale(name, path)?,
+            Err(rustix::io::Errno::EXIST) => match probe(path)? {
+                Probe::Stale => std::fs::remove_file(path)
+                    .context(|| format!("remove stale {}", path.display()))?,
+                Probe::Listening { pid } => {
+                    return Err(Error::InUse {
+                        what: "socket",
+                        name: name.to_string(),
+                        pid,
+                    })
+                }
+            },
             Err(e) => return Err(Error::io(format!("publish {}", path.display()), e.into())),
         }
     }
@@ -577,8 +594,39 @@ fn bind_unix(path: &Path, name: &Name) -> Result<Listener> {
     })
 }
 
-/// Removes a socket file nobody listens on; refuses anything else.
-fn remove_if_stale(name: &Name, path: &Path) -> Result<()> {
+/// Takes the socket directory's `flock` (waiting at most 5 s): producers hold
+/// it while publishing, `producer --clean` while removing.
+fn lock_dir(dir: &Path) -> Result<File> {
+    let dir_file = File::open(dir).context(|| format!("open {}", dir.display()))?;
+    let deadline = Deadline::after(Duration::from_secs(5));
+    let locked = crate::wait::poll(&deadline, Duration::from_millis(2), || {
+        Ok(flock(&dir_file, FlockOperation::NonBlockingLockExclusive)
+            .is_ok()
+            .then_some(()))
+    })?;
+    match locked {
+        Some(()) => Ok(dir_file),
+        None => Err(Error::Io {
+            what: format!("lock {}", dir.display()),
+            source: io::Error::other("another producer kept it locked for 5 s"),
+        }),
+    }
+}
+
+/// What is at a socket path.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Probe {
+    /// A process listens there (its pid from `SO_PEERCRED`, 0 if unknown).
+    Listening {
+        /// The listener's pid.
+        pid: u32,
+    },
+    /// A socket file nobody listens on: left by a dead producer.
+    Stale,
+}
+
+/// Refuses a path that is a symlink, not a socket, or another user's.
+fn check_socket_file(path: &Path) -> Result<()> {
     let meta = std::fs::symlink_metadata(path).context(|| format!("stat {}", path.display()))?;
     let refuse = |reason: String| Error::Refused {
         path: path.to_owned(),
@@ -592,22 +640,46 @@ fn remove_if_stale(name: &Name, path: &Path) -> Result<()> {
     }
     let me = rustix::process::geteuid().as_raw();
     if meta.uid() != me {
-        return Err(refuse(format!("it belongs to uid {}", meta.uid())));
+        return Err(refuse(format!(
+            "it belongs to uid {}, not to this user ({me})",
+            meta.uid()
+        )));
     }
+    Ok(())
+}
+
+/// Looks at the socket file at `path`: whether anyone listens on it.
+///
+/// The probe connects and hangs up at once; a producer ignores a connection
+/// that does not say hello.
+///
+/// # Errors
+/// [`Error::Refused`] for a symlink, a non-socket or another user's file; an
+/// I/O error if the path cannot be examined.
+pub fn probe(path: &Path) -> Result<Probe> {
+    check_socket_file(path)?;
     match UnixStream::connect(path) {
-        Ok(probe) => {
-            let pid = sockopt::socket_peercred(probe.as_fd())
-                .map_or(0, |cred| cred.pid.as_raw_nonzero().get() as u32);
-            Err(Error::InUse {
-                what: "socket",
-                name: name.to_string(),
-                pid,
-            })
-        }
-        Err(e) if e.kind() == io::ErrorKind::ConnectionRefused => {
-            std::fs::remove_file(path).context(|| format!("remove stale {}", path.display()))
-        }
+        Ok(probe) => Ok(Probe::Listening {
+            pid: sockopt::socket_peercred(probe.as_fd())
+                .map_or(0, |cred| cred.pid.as_raw_nonzero().get() as u32),
+        }),
+        Err(e) if e.kind() == io::ErrorKind::ConnectionRefused => Ok(Probe::Stale),
         Err(e) => Err(Error::io(format!("probe {}", path.display()), e)),
+    }
+}
+
+/// Removes the socket file at `path` if nobody listens on it, holding the
+/// directory's lock so that no producer publishes there meanwhile. Returns
+/// whether it removed it.
+///
+/// # Errors
+/// As [`probe`], or if the directory cannot be locked.
+pub fn remove_stale(path: &Path) -> Result<bool> {
+    let dir = path.parent().map_or_else(socket_dir, Path::to_path_buf);
+    let _dir_lock = lock_dir(&dir)?;
+    match probe(path)? {
+        Probe::Stale => Ok(std::fs::remove_file(path).is_ok()),
+        Probe::Listening { .. } => Ok(false),
     }
 }
 
