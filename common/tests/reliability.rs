@@ -22,6 +22,20 @@ fn shm_path(name: &str) -> std::path::PathBuf {
     Name::new(name).unwrap().shm_path()
 }
 
+/// Waits until `pid` holds slot 0's lock of segment `name`.
+fn wait_until_holding(name: &str, pid: u32) {
+    let segment = Segment::open(&Name::new(name).unwrap()).unwrap();
+    util::retry(|| (segment.slot(0).holder_pid.load(Ordering::Relaxed) == pid).then_some(()));
+}
+
+/// A transfer with the same name succeeds and leaves nothing behind.
+fn a_later_run_works(name: &str) {
+    let consumer = Proc::start("consumer", &["--name", name]);
+    run("producer", &["--name", name]).ok();
+    consumer.wait(LIMIT).ok();
+    assert_clean(name);
+}
+
 // ---------------------------------------------------------------- crashes
 
 #[test]
@@ -96,11 +110,7 @@ fn a_consumer_killed_waiting_for_the_lock_fails_the_producer_cleanly() {
     );
     assert!(p.elapsed < Duration::from_secs(10), "{:?}", p.elapsed);
     assert_clean(&name);
-    // A later run with the same name works.
-    let consumer = Proc::start("consumer", &["--name", &name]);
-    run("producer", &["--name", &name]).ok();
-    consumer.wait(LIMIT).ok();
-    assert_clean(&name);
+    a_later_run_works(&name);
 }
 
 #[test]
@@ -109,12 +119,7 @@ fn a_consumer_killed_holding_the_lock_fails_the_producer_cleanly() {
     let producer = Proc::start("producer", &["--name", &name, "--timeout", "10"]);
     assert!(wait_for(&shm_path(&name), LIMIT));
     let consumer = Proc::start("consumer", &["--name", &name, "--hold", "30000"]);
-    // Wait until the consumer holds the lock.
-    let segment = Segment::open(&Name::new(&name).unwrap()).unwrap();
-    util::retry(|| {
-        (segment.slot(0).holder_pid.load(Ordering::Relaxed) == consumer.pid).then_some(())
-    });
-    drop(segment);
+    wait_until_holding(&name, consumer.pid);
     consumer.signal(libc::SIGKILL);
     let cpid = consumer.pid;
     consumer.wait(LIMIT);
@@ -122,10 +127,7 @@ fn a_consumer_killed_holding_the_lock_fails_the_producer_cleanly() {
     p.fails_with(1, &[&format!("consumer pid {cpid} died")]);
     assert!(p.elapsed < Duration::from_secs(10), "{:?}", p.elapsed);
     assert_clean(&name);
-    let consumer = Proc::start("consumer", &["--name", &name]);
-    run("producer", &["--name", &name]).ok();
-    consumer.wait(LIMIT).ok();
-    assert_clean(&name);
+    a_later_run_works(&name);
 }
 
 // ---------------------------------------------------------------- signals
@@ -198,11 +200,7 @@ fn an_interrupted_consumer_is_not_taken_for_an_acknowledgement() {
     let producer = Proc::start("producer", &["--name", &name, "--timeout", "20"]);
     assert!(wait_for(&shm_path(&name), LIMIT));
     let consumer = Proc::start("consumer", &["--name", &name, "--hold", "20000"]);
-    let segment = Segment::open(&Name::new(&name).unwrap()).unwrap();
-    util::retry(|| {
-        (segment.slot(0).holder_pid.load(Ordering::Relaxed) == consumer.pid).then_some(())
-    });
-    drop(segment);
+    wait_until_holding(&name, consumer.pid);
     consumer.signal(libc::SIGINT);
     consumer
         .wait(LIMIT)
