@@ -260,7 +260,9 @@ impl Conn {
         let mut last = Instant::now();
         while !buf.is_empty() {
             signals::check()?;
-            match self.file.write(buf) {
+            // Chunks the size of the socket buffer: large payloads stream,
+            // and the progress bar moves.
+            match self.file.write(&buf[..buf.len().min(SOCKET_BUFFER)]) {
                 Ok(0) => return Err(gone(peer, "stopped reading", total - buf.len(), total)),
                 Ok(n) => {
                     buf = &buf[n..];
