@@ -219,7 +219,6 @@ impl Transport for Shm {
 
         let guard = lock_ready(&segment, &deadline, story)?;
         let wait = deadline.elapsed();
-        let meter = Meter::start();
         let slot = guard.slot();
         let seq = slot.seq.load(Ordering::Relaxed);
         let len = slot.len.load(Ordering::Relaxed);
@@ -229,6 +228,7 @@ impl Transport for Shm {
             ms(wait),
             thousands(len)
         ));
+        let meter = Meter::start();
         let result = guard.payload(len).and_then(|bytes| {
             accept(Incoming {
                 bytes,
