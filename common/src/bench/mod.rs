@@ -27,9 +27,16 @@
 //! - [`stats`] computes percentiles, mean, deviation and spread warnings;
 //! - [`export`] writes `results.json`, `results.csv`, `latency.csv` and
 //!   `results.md`;
-//! - [`plot`] draws `throughput.svg`.
+//! - [`plot`] draws `throughput.svg`;
+//! - [`plan`] parses sizes and decides how many runs a case gets;
+//! - [`checksum`] is the payload's pattern, stamp and checksum;
+//! - [`peer`] is the sender's and the receiver's side of a case, run by the
+//!   `producer` and `consumer` binaries.
 
+pub mod checksum;
 pub mod export;
+pub mod peer;
+pub mod plan;
 pub mod plot;
 pub mod stats;
 #[cfg(test)]
