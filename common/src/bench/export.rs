@@ -232,14 +232,30 @@ pub const MARKDOWN_LATENCY_HEADER: &str =
 pub fn to_markdown(report: &Report) -> String {
     let mut md = String::from("# Benchmark results\n\n");
     if let Some(c) = &report.config {
-        let _ = writeln!(
-            md,
-            "{} measured runs per case after {} warm-up run{}{}.\n",
-            c.runs,
-            c.warmup,
-            if c.warmup == 1 { "" } else { "s" },
-            if c.quick { " (quick set)" } else { "" }
-        );
+        let quick = if c.quick { " (quick set)" } else { "" };
+        match (c.max_runs, c.budget_ms) {
+            (Some(max), Some(ms)) => {
+                let _ = writeln!(
+                    md,
+                    "Each case: up to {} warm-up run{}, then at least {} measured runs, more \
+                     until {} had passed, at most {}{quick}.\n",
+                    c.warmup,
+                    if c.warmup == 1 { "" } else { "s" },
+                    c.runs,
+                    human_ns(ms as f64 * 1e6),
+                    max,
+                );
+            }
+            _ => {
+                let _ = writeln!(
+                    md,
+                    "{} measured runs per case after {} warm-up run{}{quick}.\n",
+                    c.runs,
+                    c.warmup,
+                    if c.warmup == 1 { "" } else { "s" },
+                );
+            }
+        }
     }
 
     md.push_str("## Throughput\n\n");
