@@ -55,6 +55,10 @@ pub struct Segment {
     geometry: Geometry,
     locks: Vec<Box<dyn LockImpl>>,
     owner: Option<Ownership>,
+    /// This process's pid and start time, recorded as a lock's holder. Read
+    /// once: `getpid` is a system call, and a lock is taken on every
+    /// transfer. (A segment is not carried across `fork`; a child opens its own.)
+    me: (u32, u64),
 }
 
 /// What the creator must clean up.
@@ -127,10 +131,11 @@ impl Segment {
             geometry,
             locks: Vec::new(),
             owner: Some(owner),
+            me: (std::process::id(), liveness::own_start_time()),
         };
         segment
             .header()
-            .init(&geometry, std::process::id(), liveness::own_start_time());
+            .init(&geometry, segment.me.0, segment.me.1);
         for slot in 0..geometry.slot_count as usize {
             let (lock_ptr, data_ptr) = segment.lock_and_data(slot);
             // SAFETY: `lock_ptr` points at LOCK_SIZE bytes inside our mapping,
@@ -239,6 +244,7 @@ impl Segment {
             geometry: Geometry::new(crate::layout::Kind::Transfer, 0, 1),
             locks: Vec::new(),
             owner: None,
+            me: (std::process::id(), liveness::own_start_time()),
         };
         // The file may have shrunk since `metadata()`; check again right before
         // the first access, so a truncated file is an error and not a SIGBUS.
@@ -426,9 +432,8 @@ impl Segment {
                 // would `unwrap()` a failed unlock (notes: defect 6).
                 std::mem::forget(guard);
                 let slot = self.slot(i);
-                slot.holder_pid.store(std::process::id(), Ordering::Relaxed);
-                slot.holder_start
-                    .store(liveness::own_start_time(), Ordering::Relaxed);
+                slot.holder_pid.store(self.me.0, Ordering::Relaxed);
+                slot.holder_start.store(self.me.1, Ordering::Relaxed);
                 Ok(Some(SlotGuard {
                     segment: self,
                     slot: i,
