@@ -133,9 +133,7 @@ impl Segment {
             owner: Some(owner),
             me: (std::process::id(), liveness::own_start_time()),
         };
-        segment
-            .header()
-            .init(&geometry, segment.me.0, segment.me.1);
+        segment.header().init(&geometry, segment.me.0, segment.me.1);
         for slot in 0..geometry.slot_count as usize {
             let (lock_ptr, data_ptr) = segment.lock_and_data(slot);
             // SAFETY: `lock_ptr` points at LOCK_SIZE bytes inside our mapping,

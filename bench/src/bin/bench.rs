@@ -78,7 +78,7 @@ struct Args {
 
     /// Spin this long before sleeping on the futex, when the processes run
     /// on different CPUs (0: never spin).
-    #[arg(long, default_value_t = 200, value_name = "MICROS")]
+    #[arg(long, default_value_t = 1000, value_name = "MICROS")]
     spin_us: u64,
 
     /// Seconds a process waits for its peer before the case fails.
@@ -189,7 +189,19 @@ fn main() -> ExitCode {
     let result = options(args).and_then(|o| driver::run(&o).map(|out| (o, out)));
     match result {
         Ok((options, outcome)) => {
-            print!("{}", common::bench::export::to_markdown(&outcome.report));
+            // The tables and notes of results.md; its spread warnings are
+            // counted rather than repeated.
+            let md = common::bench::export::to_markdown(&outcome.report);
+            let head = md.split("## Warnings").next().unwrap_or(&md);
+            print!("{}", head.split("Machine: ").next().unwrap_or(head));
+            let warnings = outcome.report.warnings().len();
+            if warnings > 0 {
+                println!(
+                    "{warnings} spread warning(s) are listed in {}.",
+                    options.out.join("results.md").display()
+                );
+            }
+            println!("Machine: {}", outcome.report.machine.summary());
             let files: Vec<String> = outcome
                 .files
                 .iter()

@@ -140,6 +140,7 @@ pub fn run(options: &Options) -> Result<Outcome> {
         case_number: 0,
         notes: Vec::new(),
         failed: 0,
+        python_version: None,
     };
     let jobs = driver.plan();
     let bar = crate::progress::steps(jobs.len() as u64);
@@ -187,6 +188,11 @@ pub fn run(options: &Options) -> Result<Outcome> {
             "removed {n} leftover segment or socket file(s) of failed cases"
         ));
     }
+    driver.notes.extend(method_notes(
+        options,
+        &report,
+        driver.python_version.as_deref(),
+    ));
     report.notes = driver.notes;
     report.notes.extend(
         super::targets::evaluate(&report)
@@ -207,6 +213,7 @@ struct Driver<'a> {
     case_number: u32,
     notes: Vec<String>,
     failed: usize,
+    python_version: Option<String>,
 }
 
 impl Driver<'_> {
@@ -450,9 +457,6 @@ impl Driver<'_> {
                 s.cpu, r.cpu
             ));
         }
-        if case.transport == Transport::ShmPipelined {
-            notes.push(format!("{} slots", self.options.slots.max(2)));
-        }
         if !notes.is_empty() {
             row = row.with_note(notes.join("; "));
         }
@@ -619,7 +623,8 @@ impl Driver<'_> {
         )
         .ok_or_else(|| Error::Usage("the Python baseline measured no transfer".into()))?
         .with_cpu_ms(py.cpu_user_ms, py.cpu_sys_ms);
-        let mut notes = vec![format!("Python {}", py.python)];
+        self.python_version.get_or_insert(py.python);
+        let mut notes = Vec::new();
         if py.capped {
             notes.push(format!(
                 "capped by the time limit at {} runs (minimum {})",
@@ -629,7 +634,9 @@ impl Driver<'_> {
         if py.syscalls.is_none() {
             notes.push("no /proc/self/io here: syscalls not counted (0)".into());
         }
-        row = row.with_note(notes.join("; "));
+        if !notes.is_empty() {
+            row = row.with_note(notes.join("; "));
+        }
         if py.capped {
             self.notes.push(format!(
                 "{case}: Python was capped by the time limit at {} runs",
@@ -644,6 +651,42 @@ impl Driver<'_> {
         let n = remove_leftovers(&format!("bench-{}-", std::process::id()));
         (n > 0).then_some(n)
     }
+}
+
+/// Notes on how the rows were made, once per report.
+fn method_notes(options: &Options, report: &Report, python: Option<&str>) -> Vec<String> {
+    let has = |t: Transport| report.results.iter().any(|r| r.transport == t);
+    let mut notes = Vec::new();
+    if has(Transport::Memcpy) {
+        notes.push(
+            "memcpy: one copy between two hot, page-aligned buffers in one process, on the \
+             sender's CPU; below 1 MiB each sample is the mean of 1 MiB / size copies"
+                .to_string(),
+        );
+    }
+    if has(Transport::ShmPipelined) {
+        notes.push(format!(
+            "shm-pipelined: {} slots; a sample is the interval between two acknowledgements",
+            options.slots.max(2)
+        ));
+    }
+    if options.pins.contains(&Pin::Split) || options.latency_pins.contains(&Pin::Split) {
+        notes.push(if options.spin.is_zero() {
+            "shared-memory waits sleep on the futex at once (--spin-us 0)".to_string()
+        } else {
+            format!(
+                "with pin=split, shared-memory waits spin up to {} µs before sleeping on the futex",
+                options.spin.as_micros()
+            )
+        });
+    }
+    if let Some(version) = python {
+        notes.push(format!(
+            "python rows: Python {version}; its receiver checks the stamp of every payload and \
+             the checksum of the last"
+        ));
+    }
+    notes
 }
 
 /// What `scripts/python_baseline.py` prints.
@@ -699,15 +742,12 @@ fn memcpy(case: Case, budget: Budget, cpu: Option<usize>) -> Result<CaseResult> 
     let syscalls = io.map_or(0.0, |io| {
         (io.syscr + io.syscw) as f64 / samples.len().max(1) as f64
     });
-    let mut row = CaseResult::from_samples(case, samples, budget.warmup.max(1), 1.0, syscalls)
+    let row = CaseResult::from_samples(case, samples, budget.warmup.max(1), 1.0, syscalls)
         .ok_or_else(|| Error::Usage("memcpy measured nothing".into()))?
         .with_cpu_ms(
             usage.user.as_secs_f64() * 1e3,
             usage.system.as_secs_f64() * 1e3,
         );
-    if batch > 1 {
-        row = row.with_note(format!("each sample is the mean of {batch} copies"));
-    }
     Ok(row)
 }
 
@@ -1024,6 +1064,5 @@ mod tests {
         assert_eq!(r.samples_ns.len(), 5);
         assert_eq!(r.copies, 1.0);
         assert!(r.gbps > 0.0);
-        assert!(r.note.as_deref().unwrap_or("").contains("256 copies"));
     }
 }
