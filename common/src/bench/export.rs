@@ -655,6 +655,33 @@ mod tests {
     }
 
     #[test]
+    fn markdown_describes_a_fixed_count_or_a_time_budget() {
+        let mut report = testdata::report();
+        report.config = Some(crate::bench::Config {
+            runs: 3,
+            warmup: 1,
+            ..Default::default()
+        });
+        assert!(to_markdown(&report).contains("\n3 measured runs per case after 1 warm-up run.\n"));
+        report.config = Some(crate::bench::Config {
+            runs: 10,
+            warmup: 5,
+            quick: true,
+            max_runs: Some(10_000),
+            budget_ms: Some(4_000),
+            ..Default::default()
+        });
+        let md = to_markdown(&report);
+        assert!(
+            md.contains(
+                "Each case: up to 5 warm-up runs, then at least 10 measured runs, more until \
+                 4.00 s had passed, at most 10000 (quick set)."
+            ),
+            "{md}"
+        );
+    }
+
+    #[test]
     fn markdown_tables_compare_with_memcpy_and_unix() {
         let md = to_markdown(&testdata::report());
         let lines: Vec<&str> = md.lines().collect();
