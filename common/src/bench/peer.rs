@@ -93,15 +93,18 @@ pub struct Spec {
 }
 
 impl Spec {
-    fn timeout(&self) -> Duration {
+    /// The longest any single wait may last.
+    pub fn timeout(&self) -> Duration {
         Duration::from_millis(self.timeout_ms)
     }
 
-    fn spin(&self) -> Duration {
+    /// The bounded spin before sleeping.
+    pub fn spin(&self) -> Duration {
         Duration::from_micros(self.spin_us)
     }
 
-    fn len(&self) -> usize {
+    /// The payload size as a length.
+    pub fn payload_len(&self) -> usize {
         self.bytes as usize
     }
 
@@ -146,18 +149,32 @@ pub struct PeerReport {
 /// Runs a peer for `role` from the JSON `spec`, prints its report as one
 /// JSON line, and returns the exit code (errors: one line on stderr).
 pub fn main(role: Role, spec: &str) -> ExitCode {
+    serve(role, spec, run)
+}
+
+/// What every peer binary does around its transport: parses the spec,
+/// installs the signal handlers, asks to be ended with its driver, pins
+/// itself, runs `body`, completes the report (role, pid, CPU) and prints it
+/// as one JSON line. The iceoryx2 peer binary uses it with its own body.
+pub fn serve(role: Role, spec: &str, body: fn(Role, &Spec) -> Result<PeerReport>) -> ExitCode {
     let result = serde_json::from_str::<Spec>(spec)
         .map_err(|e| Error::Usage(format!("--bench-peer: not a peer spec ({e})")))
-        .and_then(|spec| run(role, &spec));
+        .and_then(|spec| {
+            prepare(&spec)?;
+            let mut report = body(role, &spec)?;
+            report.role = match role {
+                Role::Producer => "sender",
+                Role::Consumer => "receiver",
+            }
+            .into();
+            report.pid = std::process::id();
+            report.cpu = rustix::thread::sched_getcpu();
+            Ok(report)
+        });
     crate::cli::finish(role, true, result)
 }
 
-/// Runs the producer's (sender's) or consumer's (receiver's) side of `spec`.
-///
-/// # Errors
-/// A timeout, a dead peer, a payload that fails its checks, a signal, or a
-/// system error.
-pub fn run(role: Role, spec: &Spec) -> Result<PeerReport> {
+fn prepare(spec: &Spec) -> Result<()> {
     crate::signals::install()?;
     // A peer outliving its driver would only wait for its timeout: end it.
     let _ = rustix::process::set_parent_process_death_signal(Some(rustix::process::Signal::TERM));
@@ -170,7 +187,17 @@ pub fn run(role: Role, spec: &Spec) -> Result<PeerReport> {
             spec.bytes
         )));
     }
-    let mut report = match (spec.test, spec.transport, role) {
+    Ok(())
+}
+
+/// Runs the producer's (sender's) or consumer's (receiver's) side of `spec`
+/// over this crate's transports.
+///
+/// # Errors
+/// A timeout, a dead peer, a payload that fails its checks, a signal, or a
+/// system error.
+pub fn run(role: Role, spec: &Spec) -> Result<PeerReport> {
+    match (spec.test, spec.transport, role) {
         (Test::Throughput, Transport::Shm, Role::Producer) if spec.mode == Mode::Cold => {
             shm_cold_sender(spec)
         }
@@ -194,15 +221,7 @@ pub fn run(role: Role, spec: &Spec) -> Result<PeerReport> {
             "--bench-peer: no {test:?} peer for transport {transport} in mode {}",
             spec.mode
         ))),
-    }?;
-    report.role = match role {
-        Role::Producer => "sender",
-        Role::Consumer => "receiver",
     }
-    .into();
-    report.pid = std::process::id();
-    report.cpu = rustix::thread::sched_getcpu();
-    Ok(report)
 }
 
 /// The CPUs this process may run on, in increasing order.
@@ -322,7 +341,7 @@ impl Progress {
 /// samples are warm-up. A pipelined sender records a sample per
 /// acknowledgement but starts one transfer more (`lead`), whose
 /// acknowledgement only starts the clock.
-struct Measure {
+pub struct Measure {
     budget: Budget,
     lead: usize,
     sent: usize,
@@ -334,7 +353,9 @@ struct Measure {
 }
 
 impl Measure {
-    fn new(spec: &Spec, lead: usize) -> Measure {
+    /// Bookkeeping for `spec`'s budget; `lead` extra unmeasured transfers
+    /// (1 for a pipelined sender, else 0).
+    pub fn new(spec: &Spec, lead: usize) -> Measure {
         Measure {
             budget: spec.budget,
             lead,
@@ -353,7 +374,7 @@ impl Measure {
 
     /// Whether to start another transfer; opens the window before the first
     /// measured one.
-    fn more(&mut self) -> bool {
+    pub fn more(&mut self) -> bool {
         let unmeasured = self.warmup() + self.lead;
         if self.sent >= unmeasured {
             let started = *self.started.get_or_insert_with(|| {
@@ -369,7 +390,7 @@ impl Measure {
     }
 
     /// Records one sample that started at `t0` and ended at `t1`.
-    fn record(&mut self, t0: Instant, t1: Instant) {
+    pub fn record(&mut self, t0: Instant, t1: Instant) {
         let ns = t1.duration_since(t0).as_nanos().min(u128::from(u64::MAX)) as u64;
         if self.warmed < self.warmup() {
             self.warmed += 1;
@@ -380,7 +401,7 @@ impl Measure {
     }
 
     /// Closes the window; `copies` is this process's copies per transfer.
-    fn finish(mut self, copies: f64) -> PeerReport {
+    pub fn finish(mut self, copies: f64) -> PeerReport {
         let mut report = PeerReport {
             warmup: self.warmed,
             runs: self.samples.len(),
@@ -397,14 +418,15 @@ impl Measure {
 
 /// The receiver's bookkeeping: which transfers are warm-up, and the window
 /// around the measured ones.
-struct Tally {
+pub struct Tally {
     warmup: usize,
     seq: u64,
     window: Option<Window>,
 }
 
 impl Tally {
-    fn new(spec: &Spec) -> Tally {
+    /// Bookkeeping for `spec`'s warm-up count.
+    pub fn new(spec: &Spec) -> Tally {
         Tally {
             warmup: spec.budget.warmup.max(1),
             seq: 0,
@@ -414,7 +436,7 @@ impl Tally {
 
     /// The sequence number of the next transfer; opens the window before
     /// the first measured one.
-    fn next(&mut self) -> u64 {
+    pub fn next_seq(&mut self) -> u64 {
         self.seq += 1;
         if self.seq == self.warmup as u64 + 1 {
             self.window = Some(Window::start());
@@ -422,8 +444,9 @@ impl Tally {
         self.seq
     }
 
-    /// Closes the window after the stop; `copies` per measured transfer.
-    fn finish(mut self, copies: f64, extra_reads: u64) -> PeerReport {
+    /// Closes the window after the stop; `copies` per measured transfer,
+    /// `extra_reads` read calls that were not transfers (an end-of-stream read).
+    pub fn finish(mut self, copies: f64, extra_reads: u64) -> PeerReport {
         let done = self.seq.saturating_sub(1) as usize;
         let mut report = PeerReport {
             warmup: done.min(self.warmup),
@@ -620,7 +643,7 @@ fn pattern(bytes: usize) -> PageBuf {
 fn shm_sender(spec: &Spec, pipelined: bool) -> Result<PeerReport> {
     let slots = if pipelined { spec.slots.max(2) } else { 1 };
     let segment = create_segment(&spec.segment_name()?, spec.bytes, slots)?;
-    let mut src = pattern(spec.len());
+    let mut src = pattern(spec.payload_len());
     let mut seq = 0u64;
     let report = if pipelined {
         let mut m = Measure::new(spec, 1);
@@ -696,10 +719,10 @@ fn shm_receiver(spec: &Spec) -> Result<PeerReport> {
         _ => 1,
     };
     let segment = open_segment(spec, &spec.segment_name()?, slots, spec.bytes)?;
-    let expected = Expected::for_size(spec.len());
+    let expected = Expected::for_size(spec.payload_len());
     let mut tally = Tally::new(spec);
     loop {
-        let seq = tally.next();
+        let seq = tally.next_seq();
         let slot = ((seq - 1) % u64::from(slots)) as usize;
         if let Got::Stop = read_slot(&segment, slot, &expected, seq, spec)? {
             break;
@@ -716,7 +739,7 @@ fn cold_name(spec: &Spec, seq: u64) -> Result<Name> {
 
 /// shm cold, sender: a fresh segment for every transfer.
 fn shm_cold_sender(spec: &Spec) -> Result<PeerReport> {
-    let mut src = pattern(spec.len());
+    let mut src = pattern(spec.payload_len());
     let mut m = Measure::new(spec, 0);
     let mut seq = 0u64;
     while m.more() {
@@ -741,10 +764,10 @@ fn shm_cold_sender(spec: &Spec) -> Result<PeerReport> {
 
 /// shm cold, receiver: opens, maps, reads and unmaps every fresh segment.
 fn shm_cold_receiver(spec: &Spec) -> Result<PeerReport> {
-    let expected = Expected::for_size(spec.len());
+    let expected = Expected::for_size(spec.payload_len());
     let mut tally = Tally::new(spec);
     loop {
-        let seq = tally.next();
+        let seq = tally.next_seq();
         let segment = open_segment(spec, &cold_name(spec, seq)?, 1, 8)?;
         if let Got::Stop = read_slot(&segment, 0, &expected, seq, spec)? {
             break;
@@ -756,7 +779,7 @@ fn shm_cold_receiver(spec: &Spec) -> Result<PeerReport> {
 /// shm latency, sender: a message into slot 0, the reply from slot 1.
 fn shm_ping(spec: &Spec) -> Result<PeerReport> {
     let segment = create_segment(&spec.segment_name()?, spec.bytes, 2)?;
-    let mut src = pattern(spec.len());
+    let mut src = pattern(spec.payload_len());
     let expected = Expected::of_pattern(&mut src.as_slice().to_vec());
     let mut m = Measure::new(spec, 0);
     let mut seq = 0u64;
@@ -793,11 +816,11 @@ fn shm_ping(spec: &Spec) -> Result<PeerReport> {
 /// shm latency, receiver: reads each message and writes a reply.
 fn shm_pong(spec: &Spec) -> Result<PeerReport> {
     let segment = open_segment(spec, &spec.segment_name()?, 2, spec.bytes)?;
-    let mut reply = pattern(spec.len());
+    let mut reply = pattern(spec.payload_len());
     let expected = Expected::of_pattern(&mut reply.as_slice().to_vec());
     let mut tally = Tally::new(spec);
     loop {
-        let seq = tally.next();
+        let seq = tally.next_seq();
         wait_state(
             &segment,
             0,
@@ -874,7 +897,7 @@ fn connect(spec: &Spec) -> Result<Conn> {
 /// unix and tcp, sender: `write` the payload, `read` an 8-byte acknowledgement.
 fn socket_sender(spec: &Spec) -> Result<PeerReport> {
     let mut conn = accept(spec)?;
-    let mut src = pattern(spec.len());
+    let mut src = pattern(spec.payload_len());
     let mut ack = [0u8; 8];
     let mut m = Measure::new(spec, 0);
     let mut seq = 0u64;
@@ -907,12 +930,12 @@ fn check_ack(ack: &[u8; 8], seq: u64) -> Result<()> {
 /// acknowledge; the sender closing the connection ends the case.
 fn socket_receiver(spec: &Spec) -> Result<PeerReport> {
     let mut conn = connect(spec)?;
-    let mut buf = pattern(spec.len());
+    let mut buf = pattern(spec.payload_len());
     let expected = Expected::of_pattern(buf.as_mut_slice());
     let mut tally = Tally::new(spec);
     let stall = spec.timeout();
     loop {
-        let seq = tally.next();
+        let seq = tally.next_seq();
         if !conn.read_exact_or_eof(buf.as_mut_slice(), stall, Role::Producer)? {
             break;
         }
@@ -931,8 +954,8 @@ fn socket_receiver(spec: &Spec) -> Result<PeerReport> {
 /// unix and tcp latency, sender: write a message, read the reply.
 fn socket_ping(spec: &Spec) -> Result<PeerReport> {
     let mut conn = accept(spec)?;
-    let mut src = pattern(spec.len());
-    let mut reply = pattern(spec.len());
+    let mut src = pattern(spec.payload_len());
+    let mut reply = pattern(spec.payload_len());
     let expected = Expected::of_pattern(reply.as_mut_slice());
     let mut m = Measure::new(spec, 0);
     let mut seq = 0u64;
@@ -957,12 +980,12 @@ fn socket_ping(spec: &Spec) -> Result<PeerReport> {
 /// unix and tcp latency, receiver: read each message, check it, send it back.
 fn socket_pong(spec: &Spec) -> Result<PeerReport> {
     let mut conn = connect(spec)?;
-    let mut buf = pattern(spec.len());
+    let mut buf = pattern(spec.payload_len());
     let expected = Expected::of_pattern(buf.as_mut_slice());
     let mut tally = Tally::new(spec);
     let stall = spec.timeout();
     loop {
-        let seq = tally.next();
+        let seq = tally.next_seq();
         if !conn.read_exact_or_eof(buf.as_mut_slice(), stall, Role::Producer)? {
             break;
         }
@@ -1027,7 +1050,7 @@ mod tests {
         let mut t = Tally::new(&spec());
         // Warm-up 1, measured 2 and 3, then the stop arrives as number 4.
         for want in 1..=4 {
-            assert_eq!(t.next(), want);
+            assert_eq!(t.next_seq(), want);
         }
         let r = t.finish(0.0, 0);
         assert_eq!((r.warmup, r.runs), (1, 2));
