@@ -428,7 +428,11 @@ impl Driver<'_> {
             progress: false,
             ..sender.clone()
         };
-        let (s, r) = self.run_pair(&sender, &receiver, iceoryx2.as_deref(), case.bytes, bar)?;
+        let pair = self.run_pair(&sender, &receiver, iceoryx2.as_deref(), case.bytes, bar);
+        if iceoryx2.is_some() {
+            remove_iceoryx2_files(&sender.name);
+        }
+        let (s, r) = pair?;
         let copies = s.copies + r.copies;
         let syscalls = match (s.proc_io, r.proc_io) {
             (Some(a), Some(b)) if s.runs > 0 => {
@@ -995,6 +999,18 @@ fn show_progress(
             0.0
         };
         bar.set_message(format!("{base} — {runs} runs, {mbps:.0} MB/s"));
+    }
+}
+
+/// Removes the files iceoryx2 made for case `name` in /dev/shm (the iceoryx2
+/// peer gives them the prefix `p1p2_iox2.NAME.`), its persistent node
+/// counter included. Only called once the case's processes have exited.
+fn remove_iceoryx2_files(name: &str) {
+    let prefix = format!("p1p2_iox2.{name}.");
+    for entry in std::fs::read_dir(SHM_DIR).into_iter().flatten().flatten() {
+        if entry.file_name().to_string_lossy().starts_with(&prefix) {
+            let _ = std::fs::remove_file(entry.path());
+        }
     }
 }
 
