@@ -164,7 +164,7 @@ fn ratio_verdict(target: String, mut pairs: Vec<(u64, f64, f64)>) -> Verdict {
     pairs.sort_by(|a, b| (a.1 / a.2).total_cmp(&(b.1 / b.2)));
     let detail = pairs
         .iter()
-        .map(|&(bytes, ratio, _)| format!("{} {ratio:.2}×", human_bytes(bytes)))
+        .map(|&(bytes, ratio, _)| format!("{} {ratio:.3}×", human_bytes(bytes)))
         .collect::<Vec<_>>()
         .join(", ");
     Verdict {
@@ -223,7 +223,7 @@ mod tests {
         // shm 6 GB/s over memcpy 10 GB/s at 8 MiB: 0.60×, met.
         let v = evaluate(&report);
         assert_eq!(v[0].met, Some(true), "{:?}", v[0]);
-        assert!(v[0].detail.contains("8 MiB 0.60×"), "{}", v[0].detail);
+        assert!(v[0].detail.contains("8 MiB 0.600×"), "{}", v[0].detail);
         // No shm-pipelined rows in the test data.
         assert_eq!(v[1].met, None);
         assert!(v[1]
