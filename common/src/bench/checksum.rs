@@ -77,8 +77,16 @@ pub struct PageBuf {
 impl PageBuf {
     /// A buffer of `len` bytes filled with the pattern.
     pub fn pattern(len: usize) -> PageBuf {
-        let storage = vec![0u8; len + 4096];
-        let offset = storage.as_ptr().align_offset(4096).min(4096);
+        PageBuf::pattern_at(len, 0)
+    }
+
+    /// A buffer of `len` bytes filled with the pattern, starting `skew`
+    /// bytes (modulo 4096) after a page boundary: for copies into a
+    /// destination that sits at that offset within its page.
+    pub fn pattern_at(len: usize, skew: usize) -> PageBuf {
+        let skew = skew % 4096;
+        let storage = vec![0u8; len + 2 * 4096];
+        let offset = storage.as_ptr().align_offset(4096).min(4096) + skew;
         let mut buf = PageBuf {
             storage,
             offset,
@@ -236,6 +244,9 @@ mod tests {
             assert_eq!(buf.as_slice(), &want[..]);
             buf.as_mut_slice()[0] = 9;
             assert_eq!(buf.as_slice()[0], 9);
+            let skewed = PageBuf::pattern_at(len, 4096 + 184);
+            assert_eq!(skewed.as_slice().as_ptr() as usize % 4096, 184);
+            assert_eq!(skewed.as_slice(), &want[..]);
         }
     }
 
