@@ -8,6 +8,8 @@
 //! at least `min_runs` and at most `max_runs` measured runs. A slow case (a
 //! Python baseline at 256 MiB, say) stops at a hard limit even below
 //! `min_runs`; it is then reported as capped rather than silently shortened.
+//! A case may run in several rounds, interleaved with the other cases of its
+//! size, each round with its share of the budget ([`Budget::split`]).
 
 use std::time::Duration;
 
@@ -185,6 +187,20 @@ impl Budget {
         self
     }
 
+    /// This budget shared by `rounds` rounds of the same case: each round
+    /// warms up again, and measures its share of the time and of the run
+    /// counts (rounded up).
+    pub fn split(self, rounds: usize) -> Budget {
+        let r = rounds.max(1);
+        Budget {
+            warmup: self.warmup,
+            time: self.time / r as u32,
+            min_runs: self.min_runs.div_ceil(r),
+            max_runs: self.max_runs.div_ceil(r),
+            hard: self.hard / r as u32,
+        }
+    }
+
     /// Whether to measure another run after `runs` measured runs that took
     /// `elapsed` in all.
     pub fn more(&self, runs: usize, elapsed: Duration) -> bool {
@@ -324,6 +340,10 @@ mod tests {
         assert_eq!(Budget::full(256 << 20).warmup, 2);
         assert_eq!(Budget::quick(4096).warmup, 2);
         assert!(Budget::quick(4096).time < Budget::full(4096).time);
+        let third = Budget::full(4096).split(3);
+        assert_eq!((third.warmup, third.min_runs, third.max_runs), (5, 4, 3334));
+        assert_eq!(third.time, Duration::from_secs(4) / 3);
+        assert_eq!(Budget::fixed(3).split(1), Budget::fixed(3));
         let half = Budget::full(4096).scaled(0.5);
         assert_eq!(half.time, Duration::from_secs(2));
         let json = serde_json::to_string(&Budget::quick(4096)).unwrap();
