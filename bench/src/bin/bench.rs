@@ -68,6 +68,12 @@ struct Args {
     #[arg(long, default_value_t = 1.0, value_name = "FACTOR", value_parser = parse_factor)]
     budget_scale: f64,
 
+    /// Run each throughput case in N rounds, taking turns with the other
+    /// cases of its size, and merge its samples (drift then affects every
+    /// row alike).
+    #[arg(long, default_value_t = 3, value_name = "N", value_parser = clap::value_parser!(u64).range(1..=100))]
+    rounds: u64,
+
     /// Measured round trips per latency case [default: 10000; --quick: 2000].
     #[arg(long, value_name = "N", value_parser = clap::value_parser!(u64).range(1..=10_000_000))]
     round_trips: Option<u64>,
@@ -159,6 +165,7 @@ fn options(args: Args) -> Result<Options, Error> {
         latency_pins,
         runs: args.runs.map(|n| n as usize),
         budget_scale: args.budget_scale,
+        rounds: args.rounds as usize,
         round_trips,
         message_bytes: 64,
         slots: args.slots,

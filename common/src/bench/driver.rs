@@ -49,6 +49,10 @@ pub struct Options {
     pub runs: Option<usize>,
     /// Multiplies every time budget.
     pub budget_scale: f64,
+    /// Rounds per throughput case: the cases of one size run in turn, this
+    /// many times, each with its share of the budget, and each case's
+    /// samples are merged (ignored with `runs`).
+    pub rounds: usize,
     /// Measured round trips per latency case.
     pub round_trips: usize,
     /// Size of a latency message.
@@ -143,44 +147,77 @@ pub fn run(options: &Options) -> Result<Outcome> {
         python_version: None,
     };
     let jobs = driver.plan();
-    let bar = crate::progress::steps(jobs.len() as u64);
+    let rounds = driver.rounds();
+    let blocks = blocks(&jobs);
+    let steps: usize = blocks
+        .iter()
+        .map(|b| {
+            b.len()
+                * if b.len() > 1 || is_throughput(&b[0]) {
+                    rounds
+                } else {
+                    1
+                }
+        })
+        .sum();
+    let bar = crate::progress::steps(steps as u64);
     let mut report = Report::new(Machine::detect());
     report.config = Some(driver.config());
-    for job in &jobs {
-        let label = job.label(options.message_bytes);
-        bar.set_message(label.clone());
-        match driver.run_job(job, &bar) {
-            Ok(Some(Row::Throughput(row))) => {
-                bar.println(format!(
-                    "{label}: {} runs, median {}, {:.0} MB/s",
-                    row.runs,
-                    super::export::human_ns(row.median_ns),
-                    row.gbps * 1e3
-                ));
-                report.results.push(row);
-            }
-            Ok(Some(Row::Latency(row))) => {
-                bar.println(format!(
-                    "{label}: {} round trips, median {}",
-                    row.round_trips,
-                    super::export::human_ns(row.median_ns)
-                ));
-                report.latency.push(row);
-            }
-            Ok(None) => {}
-            Err(Error::Interrupted(signal)) => {
-                bar.finish_and_clear();
-                driver.sweep();
-                return Err(Error::Interrupted(signal));
-            }
-            Err(e) => {
-                driver.failed += 1;
-                let line = format!("{label} failed: {e}");
-                bar.println(&line);
-                driver.notes.push(line);
+    for block in blocks {
+        let rounds = if is_throughput(&block[0]) { rounds } else { 1 };
+        let mut parts: Vec<Option<Vec<CaseResult>>> = vec![Some(Vec::new()); block.len()];
+        for round in 0..rounds {
+            for (job, part) in block.iter().zip(parts.iter_mut()) {
+                let mut label = job.label(options.message_bytes);
+                if rounds > 1 {
+                    label = format!("{label} (round {} of {rounds})", round + 1);
+                }
+                bar.set_message(label.clone());
+                if part.is_none() {
+                    // An earlier round failed.
+                    bar.inc(1);
+                    continue;
+                }
+                match driver.run_job(job, &bar) {
+                    Ok(Some(Row::Throughput(row))) => {
+                        bar.println(format!(
+                            "{label}: {} runs, median {}, {:.0} MB/s",
+                            row.runs,
+                            super::export::human_ns(row.median_ns),
+                            row.gbps * 1e3
+                        ));
+                        if let Some(p) = part.as_mut() {
+                            p.push(row);
+                        }
+                    }
+                    Ok(Some(Row::Latency(row))) => {
+                        bar.println(format!(
+                            "{label}: {} round trips, median {}",
+                            row.round_trips,
+                            super::export::human_ns(row.median_ns)
+                        ));
+                        report.latency.push(row);
+                    }
+                    Ok(None) => {}
+                    Err(Error::Interrupted(signal)) => {
+                        bar.finish_and_clear();
+                        driver.sweep();
+                        return Err(Error::Interrupted(signal));
+                    }
+                    Err(e) => {
+                        driver.failed += 1;
+                        let line = format!("{label} failed: {e}");
+                        bar.println(&line);
+                        driver.notes.push(line);
+                        *part = None;
+                    }
+                }
+                bar.inc(1);
             }
         }
-        bar.inc(1);
+        report
+            .results
+            .extend(parts.into_iter().flatten().filter_map(merge));
     }
     bar.finish_and_clear();
     if let Some(n) = driver.sweep() {
@@ -217,32 +254,48 @@ struct Driver<'a> {
 }
 
 impl Driver<'_> {
-    fn budget(&self, bytes: u64) -> Budget {
+    /// Rounds per throughput case (1 with a fixed run count).
+    fn rounds(&self) -> usize {
         match self.options.runs {
-            Some(runs) => Budget::fixed(runs),
-            None if self.options.quick => Budget::quick(bytes).scaled(self.options.budget_scale),
-            None => Budget::full(bytes).scaled(self.options.budget_scale),
+            Some(_) => 1,
+            None => self.options.rounds.max(1),
         }
     }
 
+    /// The budget of one round of a throughput case of `bytes`.
+    fn budget(&self, bytes: u64) -> Budget {
+        match self.options.runs {
+            Some(runs) => Budget::fixed(runs),
+            None if self.options.quick => Budget::quick(bytes)
+                .scaled(self.options.budget_scale)
+                .split(self.rounds()),
+            None => Budget::full(bytes)
+                .scaled(self.options.budget_scale)
+                .split(self.rounds()),
+        }
+    }
+
+    /// What every case got, over all its rounds.
     fn config(&self) -> Config {
-        let sample = self.budget(self.options.sizes.first().copied().unwrap_or(4096));
+        let rounds = self.rounds();
+        let round = self.budget(self.options.sizes.first().copied().unwrap_or(4096));
         let adaptive = self.options.runs.is_none();
         Config {
             sizes: self.options.sizes.clone(),
-            runs: sample.min_runs,
+            runs: round.min_runs * rounds,
             warmup: self
                 .options
                 .sizes
                 .iter()
                 .map(|&b| self.budget(b).warmup)
                 .max()
-                .unwrap_or(1),
+                .unwrap_or(1)
+                * rounds,
             quick: self.options.quick,
             pins: self.options.pins.clone(),
             round_trips: self.options.round_trips,
-            max_runs: adaptive.then_some(sample.max_runs),
-            budget_ms: adaptive.then_some(sample.time.as_millis() as u64),
+            max_runs: adaptive.then_some(round.max_runs * rounds),
+            budget_ms: adaptive.then_some(round.time.as_millis() as u64 * rounds as u64),
         }
     }
 
@@ -657,10 +710,85 @@ impl Driver<'_> {
     }
 }
 
+/// Whether a job is a throughput case (run in rounds) rather than a
+/// latency case.
+fn is_throughput(job: &Job) -> bool {
+    !matches!(job, Job::Latency { .. })
+}
+
+/// The jobs cut into blocks that run in rounds together: the throughput
+/// cases of one placement and size; each latency case alone.
+fn blocks(jobs: &[Job]) -> Vec<Vec<Job>> {
+    let key = |job: &Job| match job {
+        Job::Memcpy(c) | Job::Peers(c) | Job::Python(c) | Job::Iceoryx2(c) => {
+            Some((c.pin, c.bytes))
+        }
+        Job::Latency { .. } => None,
+    };
+    let mut out: Vec<Vec<Job>> = Vec::new();
+    for job in jobs {
+        match out.last_mut() {
+            Some(block) if key(job).is_some() && key(&block[0]) == key(job) => {
+                block.push(job.clone())
+            }
+            _ => out.push(vec![job.clone()]),
+        }
+    }
+    out
+}
+
+/// One case's rounds as one row: every sample, warm-ups and CPU time added
+/// up, copies and system calls per transfer weighted by each round's runs,
+/// the rounds' distinct notes. `None` without rounds.
+fn merge(parts: Vec<CaseResult>) -> Option<CaseResult> {
+    if parts.len() <= 1 {
+        return parts.into_iter().next();
+    }
+    let runs: usize = parts.iter().map(|p| p.runs).sum();
+    let weighted = |f: fn(&CaseResult) -> f64| {
+        parts.iter().map(|p| f(p) * p.runs as f64).sum::<f64>() / runs.max(1) as f64
+    };
+    let samples: Vec<u64> = parts
+        .iter()
+        .flat_map(|p| p.samples_ns.iter().copied())
+        .collect();
+    let warmup = parts.iter().map(|p| p.warmup).sum();
+    let mut row = CaseResult::from_samples(
+        parts[0].case(),
+        samples,
+        warmup,
+        weighted(|p| p.copies),
+        weighted(|p| p.syscalls),
+    )?;
+    let user: Option<f64> = parts.iter().map(|p| p.cpu_user_ms).sum();
+    let sys: Option<f64> = parts.iter().map(|p| p.cpu_sys_ms).sum();
+    if let (Some(user), Some(sys)) = (user, sys) {
+        row = row.with_cpu_ms(user, sys);
+    }
+    let mut notes: Vec<&str> = Vec::new();
+    for note in parts.iter().filter_map(|p| p.note.as_deref()) {
+        if !notes.contains(&note) {
+            notes.push(note);
+        }
+    }
+    if !notes.is_empty() {
+        row = row.with_note(notes.join("; "));
+    }
+    Some(row)
+}
+
 /// Notes on how the rows were made, once per report.
 fn method_notes(options: &Options, report: &Report, python: Option<&str>) -> Vec<String> {
     let has = |t: Transport| report.results.iter().any(|r| r.transport == t);
     let mut notes = Vec::new();
+    if options.runs.is_none() && options.rounds > 1 && !report.results.is_empty() {
+        notes.push(format!(
+            "each throughput case ran in {} rounds, taking turns with the other cases of its \
+             size, each round in fresh processes with its own warm-up; a row merges the \
+             rounds' samples",
+            options.rounds
+        ));
+    }
     if has(Transport::Memcpy) {
         notes.push(
             "memcpy: one copy between two hot, page-aligned buffers in one process, on the \
@@ -1065,6 +1193,62 @@ mod tests {
         assert!(paths[2].exists());
         assert_eq!(remove_leftovers(&other), 1);
         assert!(paths.iter().all(|p| !p.exists()));
+    }
+
+    #[test]
+    fn rounds_merge_into_one_row() {
+        let case = Case {
+            transport: Transport::Unix,
+            mode: Mode::Steady,
+            pin: Pin::Split,
+            bytes: 4096,
+        };
+        let a = CaseResult::from_samples(case, vec![10, 20], 1, 2.0, 4.0)
+            .unwrap()
+            .with_cpu_ms(1.0, 2.0)
+            .with_note("x");
+        let b = CaseResult::from_samples(case, vec![30, 40, 50, 60], 1, 2.0, 7.0)
+            .unwrap()
+            .with_cpu_ms(3.0, 4.0)
+            .with_note("x");
+        let m = merge(vec![a.clone(), b]).unwrap();
+        assert_eq!(m.samples_ns, [10, 20, 30, 40, 50, 60]);
+        assert_eq!((m.runs, m.warmup), (6, 2));
+        assert_eq!(m.median_ns, 35.0);
+        assert_eq!(m.copies, 2.0);
+        // (4 * 2 + 7 * 4) / 6 system calls per transfer.
+        assert_eq!(m.syscalls, 6.0);
+        assert_eq!((m.cpu_user_ms, m.cpu_sys_ms), (Some(4.0), Some(6.0)));
+        assert_eq!(m.note.as_deref(), Some("x"));
+        assert_eq!(merge(vec![a.clone()]), Some(a));
+        assert_eq!(merge(Vec::new()), None);
+    }
+
+    #[test]
+    fn blocks_group_the_throughput_cases_of_one_size() {
+        let case = |transport, bytes| Case {
+            transport,
+            mode: Mode::Steady,
+            pin: Pin::Split,
+            bytes,
+        };
+        let jobs = vec![
+            Job::Memcpy(case(Transport::Memcpy, 4096)),
+            Job::Peers(case(Transport::Shm, 4096)),
+            Job::Peers(case(Transport::Shm, 8192)),
+            Job::Latency {
+                transport: Transport::Shm,
+                pin: Pin::Same,
+                variant: "blocking",
+            },
+            Job::Latency {
+                transport: Transport::Unix,
+                pin: Pin::Same,
+                variant: "blocking",
+            },
+        ];
+        let sizes: Vec<usize> = blocks(&jobs).iter().map(Vec::len).collect();
+        assert_eq!(sizes, [2, 1, 1, 1]);
     }
 
     #[test]
