@@ -83,7 +83,7 @@ impl Ledger {
 }
 
 /// The counters of `/proc/self/io` that the kernel updates on `read`/`write`.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, serde::Deserialize)]
 pub struct ProcIo {
     /// Bytes returned by read-family system calls.
     pub rchar: u64,

@@ -45,3 +45,15 @@ pub fn bytes(total: u64, message: impl Into<String>) -> ProgressBar {
     bar.set_message(message.into());
     bar
 }
+
+/// A bar counting the cases of a benchmark, with a message for the case
+/// under way.
+pub fn steps(total: u64) -> ProgressBar {
+    let bar = ProgressBar::with_draw_target(Some(total), target());
+    bar.set_style(
+        ProgressStyle::with_template("[{bar:24}] {pos}/{len} {elapsed:>4} {wide_msg}")
+            .expect("valid template")
+            .progress_chars("=> "),
+    );
+    bar
+}

@@ -55,6 +55,10 @@ pub struct Segment {
     geometry: Geometry,
     locks: Vec<Box<dyn LockImpl>>,
     owner: Option<Ownership>,
+    /// This process's pid and start time, recorded as a lock's holder. Read
+    /// once: `getpid` is a system call, and a lock is taken on every
+    /// transfer. (A segment is not carried across `fork`; a child opens its own.)
+    me: (u32, u64),
 }
 
 /// What the creator must clean up.
@@ -127,10 +131,9 @@ impl Segment {
             geometry,
             locks: Vec::new(),
             owner: Some(owner),
+            me: (std::process::id(), liveness::own_start_time()),
         };
-        segment
-            .header()
-            .init(&geometry, std::process::id(), liveness::own_start_time());
+        segment.header().init(&geometry, segment.me.0, segment.me.1);
         for slot in 0..geometry.slot_count as usize {
             let (lock_ptr, data_ptr) = segment.lock_and_data(slot);
             // SAFETY: `lock_ptr` points at LOCK_SIZE bytes inside our mapping,
@@ -239,6 +242,7 @@ impl Segment {
             geometry: Geometry::new(crate::layout::Kind::Transfer, 0, 1),
             locks: Vec::new(),
             owner: None,
+            me: (std::process::id(), liveness::own_start_time()),
         };
         // The file may have shrunk since `metadata()`; check again right before
         // the first access, so a truncated file is an error and not a SIGBUS.
@@ -438,9 +442,8 @@ impl Segment {
                 // would `unwrap()` a failed unlock (notes: defect 6).
                 std::mem::forget(guard);
                 let slot = self.slot(i);
-                slot.holder_pid.store(std::process::id(), Ordering::Relaxed);
-                slot.holder_start
-                    .store(liveness::own_start_time(), Ordering::Relaxed);
+                slot.holder_pid.store(self.me.0, Ordering::Relaxed);
+                slot.holder_start.store(self.me.1, Ordering::Relaxed);
                 Ok(Some(SlotGuard {
                     segment: self,
                     slot: i,
@@ -578,20 +581,25 @@ impl SlotGuard<'_> {
     /// [`Error::BadSegment`] if `len` exceeds the capacity or the file was
     /// truncated.
     pub fn payload(&self, len: u64) -> Result<&[u8]> {
-        let geometry = self.segment.geometry;
-        if len > geometry.capacity {
-            return Err(Error::BadSegment {
-                name: self.segment.name.to_string(),
-                reason: format!(
-                    "payload length {len} exceeds the slot capacity {}",
-                    geometry.capacity
-                ),
-            });
-        }
-        let offset = geometry.payload_offset(self.slot);
+        self.check_capacity(len)?;
+        let offset = self.segment.geometry.payload_offset(self.slot);
         self.segment.check_size(offset as u64 + len)?;
+        self.payload_prechecked(len)
+    }
+
+    /// Like [`payload`](Self::payload) without its `fstat` (half a
+    /// microsecond): for loops that take the lock many times, after one
+    /// [`Segment::check_size`] of the whole file. A file truncated later
+    /// raises SIGBUS on access, as it can between the check and the access in
+    /// [`payload`](Self::payload) too.
+    ///
+    /// # Errors
+    /// [`Error::BadSegment`] if `len` exceeds the capacity.
+    pub fn payload_prechecked(&self, len: u64) -> Result<&[u8]> {
+        self.check_capacity(len)?;
         // SAFETY: offset + len <= file length (geometry checked against the
-        // file size at open, and the file still holds that many bytes). The
+        // file size at open, `len` against the capacity just now, and the
+        // caller checked the file still holds that many bytes). The
         // slice lives no longer than the guard, during which cooperating
         // processes do not write the slot. A process that ignores the lock can
         // change these bytes under us; `u8` has no invalid values, and the
@@ -611,14 +619,27 @@ impl SlotGuard<'_> {
         let geometry = self.segment.geometry;
         let offset = geometry.payload_offset(self.slot);
         self.segment.check_size(offset as u64 + geometry.capacity)?;
-        // SAFETY: as in `payload`; and `&mut self` makes this the only
-        // reference into the slot from this process while the guard lives.
-        Ok(unsafe {
-            std::slice::from_raw_parts_mut(
-                self.segment.payload_ptr(self.slot),
-                geometry.capacity as usize,
-            )
-        })
+        Ok(self.payload_mut_prechecked())
+    }
+
+    /// Like [`payload_mut`](Self::payload_mut) without its `fstat`, under the
+    /// same condition as [`payload_prechecked`](Self::payload_prechecked).
+    pub fn payload_mut_prechecked(&mut self) -> &mut [u8] {
+        let capacity = self.segment.geometry.capacity as usize;
+        // SAFETY: as in `payload_prechecked`; and `&mut self` makes this the
+        // only reference into the slot from this process while the guard lives.
+        unsafe { std::slice::from_raw_parts_mut(self.segment.payload_ptr(self.slot), capacity) }
+    }
+
+    fn check_capacity(&self, len: u64) -> Result<()> {
+        let capacity = self.segment.geometry.capacity;
+        if len > capacity {
+            return Err(Error::BadSegment {
+                name: self.segment.name.to_string(),
+                reason: format!("payload length {len} exceeds the slot capacity {capacity}"),
+            });
+        }
+        Ok(())
     }
 
     /// Sets the slot's state with Release ordering and wakes its waiters.

@@ -107,6 +107,102 @@ pub fn wake_all(word: &AtomicU32) {
     let _ = futex::wake(word, futex::Flags::empty(), u32::MAX);
 }
 
+/// Bit 31 of a state word: set by a waiter of [`spin_until`] just before it
+/// sleeps on the futex, so that [`post`] knows a wake-up is needed. The other
+/// 31 bits hold the state value.
+pub const SLEEPER: u32 = 1 << 31;
+
+/// Stores `value` (Release) and wakes the word's sleepers, with a system call
+/// only when a waiter of [`spin_until`] announced that it sleeps (set
+/// [`SLEEPER`]). A hand-off to a spinning waiter thus costs no system call.
+pub fn post(word: &AtomicU32, value: u32) {
+    // Release: pairs with the Acquire loads in `spin_until`; everything
+    // written before this store (payload, length, sequence) is visible to the
+    // waiter that sees `value`. The swap also reads the sleeper bit atomically
+    // with the store, so a waiter that set it before this point is woken, and
+    // one that sets it afterwards fails its compare-exchange and re-reads.
+    if word.swap(value, Ordering::Release) & SLEEPER != 0 {
+        wake_all(word);
+    }
+}
+
+/// Waits until `done(state)` holds for the word's state (the word without
+/// [`SLEEPER`]): first by spinning for up to `spin` (pass zero to sleep at
+/// once), then by sleeping on the futex in slices of at most [`SLICE`], as
+/// [`until`] does. Returns the state, or `Ok(None)` at the deadline.
+///
+/// Spin only when the two processes run on different CPUs: a spinner on the
+/// CPU its peer needs only delays the peer. Before sleeping, the waiter sets
+/// [`SLEEPER`] so that [`post`] wakes it; the peer must change the state with
+/// [`post`]. Signals are checked after the spin and between slices;
+/// `between` (a liveness check, say) runs only once the wait has lasted a
+/// whole [`SLICE`], so a quick hand-off costs no extra system calls.
+///
+/// # Errors
+/// [`Error::Interrupted`] on a signal, or whatever `between` returns.
+pub fn spin_until(
+    word: &AtomicU32,
+    deadline: &Deadline,
+    spin: Duration,
+    mut done: impl FnMut(u32) -> bool,
+    mut between: impl FnMut() -> Result<()>,
+) -> Result<Option<u32>> {
+    // Acquire: pairs with the Release swap in `post`.
+    let state = word.load(Ordering::Acquire) & !SLEEPER;
+    if done(state) {
+        return Ok(Some(state));
+    }
+    if !spin.is_zero() {
+        let started = Instant::now();
+        'spin: loop {
+            // Reading the clock costs tens of nanoseconds: look at it only
+            // every 64 polls.
+            for _ in 0..64 {
+                std::hint::spin_loop();
+                let state = word.load(Ordering::Acquire) & !SLEEPER;
+                if done(state) {
+                    return Ok(Some(state));
+                }
+            }
+            if started.elapsed() >= spin {
+                break 'spin;
+            }
+        }
+    }
+    let mut last_check = Instant::now();
+    loop {
+        let value = word.load(Ordering::Acquire);
+        if done(value & !SLEEPER) {
+            return Ok(Some(value & !SLEEPER));
+        }
+        signals::check()?;
+        if last_check.elapsed() >= SLICE {
+            between()?;
+            last_check = Instant::now();
+        }
+        let Some(left) = deadline.remaining() else {
+            return Ok(None);
+        };
+        let expected = value | SLEEPER;
+        // Relaxed: the bit carries no data; a failure means the state moved,
+        // and the loop re-reads it with Acquire.
+        if value & SLEEPER == 0
+            && word
+                .compare_exchange(value, expected, Ordering::Relaxed, Ordering::Relaxed)
+                .is_err()
+        {
+            continue;
+        }
+        let slice = left.min(SLICE);
+        let timeout = futex::Timespec {
+            tv_sec: slice.as_secs() as _,
+            tv_nsec: slice.subsec_nanos() as _,
+        };
+        // As in `until`: a wake, a timeout, EAGAIN or EINTR all lead to a re-read.
+        let _ = futex::wait(word, futex::Flags::empty(), expected, Some(&timeout));
+    }
+}
+
 /// Calls `poll` every `interval` until it yields a value or the deadline passes
 /// (`Ok(None)`), checking for signals in between.
 ///
@@ -268,6 +364,49 @@ mod tests {
             || Err(Error::Usage("peer gone".into())),
         );
         assert!(matches!(err, Err(Error::Usage(_))));
+    }
+
+    #[test]
+    fn a_post_wakes_a_sleeper_and_spinners_need_no_wake() {
+        for spin in [Duration::ZERO, Duration::from_millis(50)] {
+            let word = Arc::new(AtomicU32::new(0));
+            let w2 = Arc::clone(&word);
+            let t = std::thread::spawn(move || {
+                std::thread::sleep(Duration::from_millis(80));
+                post(&w2, 5);
+            });
+            let deadline = Deadline::after(Duration::from_secs(10));
+            let got = spin_until(&word, &deadline, spin, |v| v == 5, || Ok(())).unwrap();
+            assert_eq!(got, Some(5));
+            // Well before the 100 ms slice would have ended the sleep anyway.
+            assert!(deadline.elapsed() < Duration::from_millis(180), "{spin:?}");
+            t.join().unwrap();
+            assert_eq!(word.load(Ordering::Relaxed), 5, "the sleeper bit stayed");
+        }
+    }
+
+    #[test]
+    fn a_sleeper_announces_itself_and_the_deadline_holds() {
+        let word = AtomicU32::new(2);
+        let deadline = Deadline::after(Duration::from_millis(250));
+        let mut checks = 0;
+        let got = spin_until(
+            &word,
+            &deadline,
+            Duration::from_millis(1),
+            |v| v == 1,
+            || {
+                checks += 1;
+                Ok(())
+            },
+        )
+        .unwrap();
+        assert_eq!(got, None);
+        assert_eq!(word.load(Ordering::Relaxed), 2 | SLEEPER);
+        assert!(checks >= 1, "between never ran");
+        assert!(deadline.elapsed() >= Duration::from_millis(250));
+        post(&word, 1);
+        assert_eq!(word.load(Ordering::Relaxed), 1);
     }
 
     #[test]

@@ -232,14 +232,30 @@ pub const MARKDOWN_LATENCY_HEADER: &str =
 pub fn to_markdown(report: &Report) -> String {
     let mut md = String::from("# Benchmark results\n\n");
     if let Some(c) = &report.config {
-        let _ = writeln!(
-            md,
-            "{} measured runs per case after {} warm-up run{}{}.\n",
-            c.runs,
-            c.warmup,
-            if c.warmup == 1 { "" } else { "s" },
-            if c.quick { " (quick set)" } else { "" }
-        );
+        let quick = if c.quick { " (quick set)" } else { "" };
+        match (c.max_runs, c.budget_ms) {
+            (Some(max), Some(ms)) => {
+                let _ = writeln!(
+                    md,
+                    "Each case: up to {} warm-up run{}, then at least {} measured runs, more \
+                     until {} had passed, at most {}{quick}.\n",
+                    c.warmup,
+                    if c.warmup == 1 { "" } else { "s" },
+                    c.runs,
+                    human_ns(ms as f64 * 1e6),
+                    max,
+                );
+            }
+            _ => {
+                let _ = writeln!(
+                    md,
+                    "{} measured runs per case after {} warm-up run{}{quick}.\n",
+                    c.runs,
+                    c.warmup,
+                    if c.warmup == 1 { "" } else { "s" },
+                );
+            }
+        }
     }
 
     md.push_str("## Throughput\n\n");
@@ -636,6 +652,33 @@ mod tests {
         assert!(lines[2].starts_with("unix,\"spin, then \"\"block\"\"\",split,64,1000,"));
         assert_eq!(csv_field("plain"), "plain");
         assert_eq!(csv_field("a\nb"), "\"a\nb\"");
+    }
+
+    #[test]
+    fn markdown_describes_a_fixed_count_or_a_time_budget() {
+        let mut report = testdata::report();
+        report.config = Some(crate::bench::Config {
+            runs: 3,
+            warmup: 1,
+            ..Default::default()
+        });
+        assert!(to_markdown(&report).contains("\n3 measured runs per case after 1 warm-up run.\n"));
+        report.config = Some(crate::bench::Config {
+            runs: 10,
+            warmup: 5,
+            quick: true,
+            max_runs: Some(10_000),
+            budget_ms: Some(4_000),
+            ..Default::default()
+        });
+        let md = to_markdown(&report);
+        assert!(
+            md.contains(
+                "Each case: up to 5 warm-up runs, then at least 10 measured runs, more until \
+                 4.00 s had passed, at most 10000 (quick set)."
+            ),
+            "{md}"
+        );
     }
 
     #[test]

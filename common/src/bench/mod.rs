@@ -27,11 +27,21 @@
 //! - [`stats`] computes percentiles, mean, deviation and spread warnings;
 //! - [`export`] writes `results.json`, `results.csv`, `latency.csv` and
 //!   `results.md`;
-//! - [`plot`] draws `throughput.svg`.
+//! - [`plot`] draws `throughput.svg`;
+//! - [`plan`] parses sizes and decides how many runs a case gets;
+//! - [`checksum`] is the payload's pattern, stamp and checksum;
+//! - [`peer`] is the sender's and the receiver's side of a case, run by the
+//!   `producer` and `consumer` binaries;
+//! - [`driver`] runs every case and writes the files.
 
+pub mod checksum;
+pub mod driver;
 pub mod export;
+pub mod peer;
+pub mod plan;
 pub mod plot;
 pub mod stats;
+pub mod targets;
 #[cfg(test)]
 mod testdata;
 
@@ -327,6 +337,14 @@ pub struct Config {
     pub pins: Vec<Pin>,
     /// Measured round trips per latency case.
     pub round_trips: usize,
+    /// With a time budget, the most measured transfers per case (`runs` is
+    /// then the least); absent when every case made exactly `runs`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub max_runs: Option<usize>,
+    /// With a time budget, how long each case kept measuring after `runs`,
+    /// in milliseconds.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub budget_ms: Option<u64>,
 }
 
 /// Throughput of one case: every raw sample and the statistics made from them.

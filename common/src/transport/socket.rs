@@ -147,6 +147,10 @@ impl Listener {
                 Err(e) if retryable(e.into()) => continue,
                 Err(e) => return Err(Error::io(format!("accept on {}", self.endpoint), e.into())),
             };
+            if matches!(self.endpoint, Endpoint::Tcp(_)) {
+                // As the connecting side does: small messages go out at once.
+                let _ = sockopt::set_tcp_nodelay(&fd, true);
+            }
             let mut conn = Conn::new(fd)?;
             let mut hello = [0u8; 16];
             let said_hello = conn
@@ -244,6 +248,18 @@ impl Conn {
         }
     }
 
+    /// Says hello as a consumer (step 1 of the wire protocol), so that
+    /// [`Listener::accept`] takes this connection.
+    ///
+    /// # Errors
+    /// As [`Conn::write_all`].
+    pub fn hello(&mut self, stall: Duration) -> Result<()> {
+        let mut hello = [0u8; 16];
+        hello[..8].copy_from_slice(HELLO);
+        hello[8..12].copy_from_slice(&std::process::id().to_le_bytes());
+        self.write_all(&hello, stall, Role::Producer, None)
+    }
+
     /// Writes all of `buf`, failing if no byte moves for `stall`.
     ///
     /// # Errors
@@ -302,12 +318,43 @@ impl Conn {
         peer: Role,
         bar: Option<&ProgressBar>,
     ) -> Result<()> {
+        if self.fill(buf, stall, peer, bar, false)? {
+            Ok(())
+        } else {
+            Err(gone(peer, "closed the connection", 0, buf.len()))
+        }
+    }
+
+    /// Like [`Conn::read_exact`], but a connection closed before the first
+    /// byte is a normal end: `Ok(false)`. For streams of messages whose
+    /// sender ends by closing.
+    ///
+    /// # Errors
+    /// As [`Conn::read_exact`] (a close in the middle of `buf` is an error).
+    pub fn read_exact_or_eof(
+        &mut self,
+        buf: &mut [u8],
+        stall: Duration,
+        peer: Role,
+    ) -> Result<bool> {
+        self.fill(buf, stall, peer, None, true)
+    }
+
+    fn fill(
+        &mut self,
+        buf: &mut [u8],
+        stall: Duration,
+        peer: Role,
+        bar: Option<&ProgressBar>,
+        eof_ok: bool,
+    ) -> Result<bool> {
         let total = buf.len();
         let mut got = 0;
         let mut last = Instant::now();
         while got < total {
             signals::check()?;
             match self.file.read(&mut buf[got..]) {
+                Ok(0) if got == 0 && eof_ok => return Ok(false),
                 Ok(0) => return Err(gone(peer, "closed the connection", got, total)),
                 Ok(n) => {
                     got += n;
@@ -327,7 +374,7 @@ impl Conn {
                 Err(e) => return Err(Error::io("read from the socket", e)),
             }
         }
-        Ok(())
+        Ok(true)
     }
 }
 
@@ -463,10 +510,7 @@ impl Transport for Socket {
                 .map(|cred| cred.pid.as_raw_nonzero().get() as u32),
             Endpoint::Tcp(_) => None,
         };
-        let mut hello = [0u8; 16];
-        hello[..8].copy_from_slice(HELLO);
-        hello[8..12].copy_from_slice(&std::process::id().to_le_bytes());
-        conn.write_all(&hello, session.timeout, Role::Producer, None)?;
+        conn.hello(session.timeout)?;
         story.say(format_args!(
             "connected to {endpoint}{}",
             producer_pid.map_or(String::new(), |pid| format!(" (producer pid {pid})"))

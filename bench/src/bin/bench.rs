@@ -1,0 +1,236 @@
+//! `p1p2-bench`: the one-command benchmark. Measures shared memory against
+//! Unix and TCP sockets, the one-copy ceiling (memcpy) and Python, with the
+//! real `producer` and `consumer` binaries as the two processes, and writes
+//! results.json, results.csv, latency.csv, results.md and throughput.svg.
+//! `scripts/bench.sh` builds everything in release and runs it.
+//!
+//! All the logic lives in `common::bench`; this file only parses flags.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::time::Duration;
+
+use clap::error::ErrorKind;
+use clap::Parser;
+use common::bench::driver::{self, Options};
+use common::bench::peer::allowed_cpus;
+use common::bench::plan::{self, parse_pins, parse_sizes, parse_transports};
+use common::bench::{Pin, Transport};
+use common::{cli, Error};
+
+/// Benchmark: shared memory against sockets, memcpy and Python.
+#[derive(Parser, Debug)]
+#[command(version, about, long_about = None)]
+struct Args {
+    /// A shorter run: sizes up to 64 MiB, 0.3 s per case, 2,000 round trips.
+    #[arg(long)]
+    quick: bool,
+
+    /// Directory for results.json, results.csv, latency.csv, results.md and
+    /// throughput.svg.
+    #[arg(long, default_value = "bench-results", value_name = "DIR")]
+    out: PathBuf,
+
+    /// Payload sizes, comma-separated [default: 4KiB,64KiB,1MiB,8MiB,64MiB,256MiB;
+    /// with --quick up to 64MiB].
+    #[arg(long, value_name = "LIST")]
+    sizes: Option<String>,
+
+    /// Throughput rows to measure, comma-separated, from memcpy, shm,
+    /// shm-pipelined, unix, tcp, python-shm, python-array, iceoryx2
+    /// [default: all that this build can run].
+    #[arg(long, value_name = "LIST")]
+    transports: Option<String>,
+
+    /// Skip shm with a fresh segment per transfer (mode cold).
+    #[arg(long)]
+    no_cold: bool,
+
+    /// Where the two processes run: same (one CPU), split (two CPUs), none
+    /// (unpinned); a list measures each [default: split, or same on one CPU].
+    #[arg(long, value_name = "LIST")]
+    pin: Option<String>,
+
+    /// Placements of the 64-byte round-trip cases [default: same,split].
+    #[arg(long, value_name = "LIST")]
+    latency_pin: Option<String>,
+
+    /// Skip the round-trip cases.
+    #[arg(long)]
+    no_latency: bool,
+
+    /// Exactly N measured runs per case (after one warm-up run) instead of
+    /// a time budget.
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u64).range(1..=1_000_000))]
+    runs: Option<u64>,
+
+    /// Multiply every case's time budget by FACTOR (e.g. 0.5 or 2).
+    #[arg(long, default_value_t = 1.0, value_name = "FACTOR", value_parser = parse_factor)]
+    budget_scale: f64,
+
+    /// Run each throughput case in N rounds, taking turns with the other
+    /// cases of its size, and merge its samples (drift then affects every
+    /// row alike).
+    #[arg(long, default_value_t = 3, value_name = "N", value_parser = clap::value_parser!(u64).range(1..=100))]
+    rounds: u64,
+
+    /// Measured round trips per latency case [default: 10000; --quick: 2000].
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u64).range(1..=10_000_000))]
+    round_trips: Option<u64>,
+
+    /// Slots of the pipelined segment.
+    #[arg(long, default_value_t = 2, value_name = "N", value_parser = clap::value_parser!(u32).range(2..=31))]
+    slots: u32,
+
+    /// Spin this long before sleeping on the futex, when the processes run
+    /// on different CPUs (0: never spin).
+    #[arg(long, default_value_t = 1000, value_name = "MICROS")]
+    spin_us: u64,
+
+    /// Seconds a process waits for its peer before the case fails.
+    #[arg(long, default_value = "20", value_name = "SECS", value_parser = cli::parse_secs)]
+    timeout: Duration,
+
+    /// Skip the Python rows.
+    #[arg(long)]
+    no_python: bool,
+
+    /// The Python interpreter.
+    #[arg(long, default_value = "python3", value_name = "PATH")]
+    python: String,
+
+    /// The Python baseline script [default: scripts/python_baseline.py].
+    #[arg(long, value_name = "PATH")]
+    python_script: Option<PathBuf>,
+}
+
+fn parse_factor(text: &str) -> Result<f64, String> {
+    match text.parse::<f64>() {
+        Ok(f) if f.is_finite() && f > 0.0 && f <= 100.0 => Ok(f),
+        _ => Err(format!("{text:?} is not a factor between 0 and 100")),
+    }
+}
+
+/// The iceoryx2 peer binary, when this build has the feature.
+fn iceoryx2_peer() -> Option<PathBuf> {
+    cfg!(feature = "iceoryx2").then(|| common::compare::sibling_dir().join("p1p2-iceoryx2-peer"))
+}
+
+fn options(args: Args) -> Result<Options, Error> {
+    let cpus = allowed_cpus().len();
+    let default_pin = if cpus >= 2 { "split" } else { "same" };
+    let sizes = match &args.sizes {
+        Some(list) => parse_sizes(list)?,
+        None if args.quick => plan::QUICK_SIZES.to_vec(),
+        None => plan::FULL_SIZES.to_vec(),
+    };
+    let transports = match &args.transports {
+        Some(list) => parse_transports(list)?,
+        None => Transport::ALL
+            .iter()
+            .copied()
+            .filter(|&t| t != Transport::Iceoryx2 || iceoryx2_peer().is_some())
+            .collect(),
+    };
+    let pins = parse_pins(args.pin.as_deref().unwrap_or(default_pin))?;
+    let latency_pins = if args.no_latency {
+        Vec::new()
+    } else {
+        let default = if cpus >= 2 { "same,split" } else { "same" };
+        parse_pins(args.latency_pin.as_deref().unwrap_or(default))?
+    };
+    let python_script = (!args.no_python).then(|| {
+        args.python_script.clone().unwrap_or_else(|| {
+            let here = PathBuf::from("scripts/python_baseline.py");
+            if here.is_file() {
+                here
+            } else {
+                PathBuf::from(concat!(
+                    env!("CARGO_MANIFEST_DIR"),
+                    "/../scripts/python_baseline.py"
+                ))
+            }
+        })
+    });
+    let round_trips = args
+        .round_trips
+        .map_or(if args.quick { 2_000 } else { 10_000 }, |n| n as usize);
+    Ok(Options {
+        out: args.out,
+        quick: args.quick,
+        sizes,
+        transports,
+        cold: !args.no_cold,
+        pins,
+        latency_pins,
+        runs: args.runs.map(|n| n as usize),
+        budget_scale: args.budget_scale,
+        rounds: args.rounds as usize,
+        round_trips,
+        message_bytes: 64,
+        slots: args.slots,
+        spin: Duration::from_micros(args.spin_us),
+        timeout: args.timeout,
+        bin_dir: common::compare::sibling_dir(),
+        python_script,
+        python: args.python,
+        iceoryx2_peer: iceoryx2_peer(),
+    })
+}
+
+fn main() -> ExitCode {
+    let args = match Args::try_parse() {
+        Ok(args) => args,
+        Err(e) if matches!(e.kind(), ErrorKind::DisplayHelp | ErrorKind::DisplayVersion) => {
+            e.exit()
+        }
+        Err(e) => {
+            // One line, as for every other error.
+            let text = e.render().to_string();
+            let first = text.lines().next().unwrap_or("bad arguments");
+            let first = first.strip_prefix("error: ").unwrap_or(first);
+            eprintln!("p1p2-bench: error: {first} (see --help)");
+            return ExitCode::from(2);
+        }
+    };
+    let result = options(args).and_then(|o| driver::run(&o).map(|out| (o, out)));
+    match result {
+        Ok((options, outcome)) => {
+            // The tables and notes of results.md; its spread warnings are
+            // counted rather than repeated.
+            let md = common::bench::export::to_markdown(&outcome.report);
+            let head = md.split("## Warnings").next().unwrap_or(&md);
+            print!("{}", head.split("Machine: ").next().unwrap_or(head));
+            let warnings = outcome.report.warnings().len();
+            if warnings > 0 {
+                println!(
+                    "{warnings} spread warning(s) are listed in {}.",
+                    options.out.join("results.md").display()
+                );
+            }
+            println!("Machine: {}", outcome.report.machine.summary());
+            let files: Vec<String> = outcome
+                .files
+                .iter()
+                .map(|p| p.display().to_string())
+                .collect();
+            println!("Wrote {}.", files.join(", "));
+            if options.pins.contains(&Pin::None) {
+                println!("Unpinned results are bimodal on two CPUs; see the notes.");
+            }
+            if outcome.failed > 0 {
+                eprintln!(
+                    "p1p2-bench: error: {} case(s) failed; see the notes in {}",
+                    outcome.failed,
+                    options.out.join("results.md").display()
+                );
+                return ExitCode::FAILURE;
+            }
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            eprintln!("p1p2-bench: error: {e}");
+            ExitCode::from(e.exit_code().clamp(1, 255) as u8)
+        }
+    }
+}

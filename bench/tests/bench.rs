@@ -1,0 +1,424 @@
+//! End-to-end tests of `p1p2-bench` with the real `producer` and `consumer`
+//! binaries: a tiny benchmark writes every file with the agreed keys, the
+//! Python baseline runs when python3 is there, a killed peer fails its case
+//! with a note, bad input gets one line, and nothing is left in /dev/shm or
+//! the socket directory.
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output, Stdio};
+use std::sync::OnceLock;
+use std::time::{Duration, Instant};
+
+use serde_json::Value;
+
+/// `p1p2-bench`, with `producer` and `consumer` built next to it (cargo
+/// builds a package's binaries for its own tests only).
+fn bench() -> PathBuf {
+    static BUILT: OnceLock<()> = OnceLock::new();
+    let exe = PathBuf::from(env!("CARGO_BIN_EXE_p1p2-bench"));
+    BUILT.get_or_init(|| {
+        let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
+        let mut build = Command::new(cargo);
+        build.args(["build", "--quiet", "--bins", "--workspace"]);
+        if exe.parent().is_some_and(|d| d.ends_with("release")) {
+            build.arg("--release");
+        }
+        let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
+        let status = build.current_dir(root).status().expect("run cargo build");
+        assert!(status.success(), "building the binaries failed");
+    });
+    exe
+}
+
+fn temp_dir(tag: &str) -> PathBuf {
+    let dir = std::env::temp_dir().join(format!("p1p2-bench-test-{tag}-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    dir
+}
+
+/// Runs `p1p2-bench` with `args`, failing the test after `limit`.
+fn run(args: &[&str], limit: Duration) -> (Output, u32) {
+    let child = Command::new(bench())
+        .args(args)
+        .current_dir(env!("CARGO_MANIFEST_DIR"))
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("start p1p2-bench");
+    let pid = child.id();
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        let _ = tx.send(child.wait_with_output());
+    });
+    match rx.recv_timeout(limit) {
+        Ok(out) => (out.expect("wait"), pid),
+        Err(_) => {
+            let _ = Command::new("kill").args(["-9", &pid.to_string()]).status();
+            panic!("p1p2-bench did not finish within {limit:?}");
+        }
+    }
+}
+
+/// This project's files left by the run of driver `pid`.
+fn leftovers(pid: u32) -> Vec<String> {
+    let tag = format!("bench-{pid}-");
+    let mut dirs = vec![PathBuf::from("/dev/shm"), common::name::socket_dir()];
+    dirs.push(std::env::temp_dir());
+    let mut found = Vec::new();
+    for dir in dirs {
+        for entry in std::fs::read_dir(&dir).into_iter().flatten().flatten() {
+            let name = entry.file_name().to_string_lossy().into_owned();
+            if name.starts_with("p1p2") && name.contains(&tag) {
+                found.push(dir.join(name).display().to_string());
+            }
+        }
+    }
+    found
+}
+
+fn json(dir: &Path) -> Value {
+    let text = std::fs::read_to_string(dir.join("results.json")).expect("results.json");
+    serde_json::from_str(&text).expect("results.json is JSON")
+}
+
+fn row<'a>(v: &'a Value, transport: &str, mode: &str, bytes: u64) -> &'a Value {
+    v["results"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|r| r["transport"] == transport && r["mode"] == mode && r["bytes"] == bytes)
+        .unwrap_or_else(|| panic!("no {transport} {mode} row at {bytes} bytes"))
+}
+
+fn has_proc_io() -> bool {
+    Path::new("/proc/self/io").exists()
+}
+
+#[test]
+fn a_tiny_benchmark_writes_every_file_and_leaves_nothing_behind() {
+    let dir = temp_dir("tiny");
+    let out = dir.to_str().unwrap();
+    let (o, pid) = run(
+        &[
+            "--sizes",
+            "4KiB,64KiB",
+            "--runs",
+            "3",
+            "--round-trips",
+            "200",
+            "--no-python",
+            "--out",
+            out,
+        ],
+        Duration::from_secs(120),
+    );
+    let stderr = String::from_utf8_lossy(&o.stderr);
+    assert!(o.status.success(), "failed: {stderr}");
+    let stdout = String::from_utf8_lossy(&o.stdout);
+    assert!(stdout.contains("| transport | mode | size |"), "{stdout}");
+
+    let v = json(&dir);
+    for key in ["cpu_model", "cpus", "kernel", "git_rev"] {
+        assert!(v["machine"].get(key).is_some(), "no machine.{key}");
+    }
+    assert!(v["machine"]["cpus"].as_u64().unwrap() >= 1);
+    assert!(
+        v["machine"]["git_rev"].is_string(),
+        "run inside the repository"
+    );
+
+    let want_pin = if v["machine"]["cpus"].as_u64().unwrap() >= 2 {
+        "split"
+    } else {
+        "same"
+    };
+    let copies = [
+        ("memcpy", 1.0),
+        ("shm", 1.0),
+        ("shm-pipelined", 1.0),
+        ("unix", 2.0),
+        ("tcp", 2.0),
+    ];
+    for bytes in [4096u64, 65_536] {
+        for (transport, want_copies) in copies {
+            let r = row(&v, transport, "steady", bytes);
+            for key in [
+                "transport",
+                "mode",
+                "pin",
+                "bytes",
+                "runs",
+                "median_ns",
+                "p10_ns",
+                "p90_ns",
+                "gbps",
+                "copies",
+                "syscalls",
+                "samples_ns",
+            ] {
+                assert!(r.get(key).is_some(), "{transport}: no key {key}");
+            }
+            assert_eq!(r["runs"], 3, "{transport}");
+            assert_eq!(r["samples_ns"].as_array().unwrap().len(), 3, "{transport}");
+            assert!(r["median_ns"].as_f64().unwrap() > 0.0, "{transport}");
+            assert!(r["p10_ns"].as_f64() <= r["p90_ns"].as_f64(), "{transport}");
+            assert!(r["gbps"].as_f64().unwrap() > 0.0, "{transport}");
+            assert_eq!(r["copies"].as_f64(), Some(want_copies), "{transport}");
+            assert_eq!(r["pin"], want_pin, "{transport}");
+            let syscalls = r["syscalls"].as_f64().unwrap();
+            if has_proc_io() {
+                match transport {
+                    // write + read of the acknowledgement, read + its write.
+                    "unix" | "tcp" => assert!(syscalls >= 4.0, "{transport}: {syscalls}"),
+                    // A memcpy and reads in place: no read/write call at all.
+                    _ => assert_eq!(syscalls, 0.0, "{transport}"),
+                }
+            }
+        }
+        let cold = row(&v, "shm", "cold", bytes);
+        assert_eq!(cold["runs"], 3);
+    }
+
+    let latency = v["latency"].as_array().unwrap();
+    for (transport, variant) in [
+        ("shm", "blocking"),
+        ("unix", "blocking"),
+        ("tcp", "blocking"),
+    ] {
+        let l = latency
+            .iter()
+            .find(|l| l["transport"] == transport && l["variant"] == variant)
+            .unwrap_or_else(|| panic!("no {transport} {variant} latency row"));
+        assert_eq!(l["round_trips"], 200);
+        assert_eq!(l["bytes"], 64);
+        assert_eq!(l["samples_ns"].as_array().unwrap().len(), 200);
+        assert!(l["p99_ns"].as_f64() >= l["median_ns"].as_f64());
+    }
+
+    let csv = std::fs::read_to_string(dir.join("results.csv")).unwrap();
+    let lines: Vec<&str> = csv.lines().collect();
+    assert_eq!(lines[0], common::bench::export::CSV_HEADER);
+    assert_eq!(lines.len(), 1 + v["results"].as_array().unwrap().len());
+    let columns = lines[0].split(',').count();
+    assert!(lines.iter().all(|l| l.split(',').count() == columns));
+    let latency_csv = std::fs::read_to_string(dir.join("latency.csv")).unwrap();
+    assert_eq!(latency_csv.lines().count(), 1 + latency.len());
+
+    let md = std::fs::read_to_string(dir.join("results.md")).unwrap();
+    assert!(md.contains(common::bench::export::MARKDOWN_HEADER));
+    assert!(md.contains("## Round-trip latency (64 B)"));
+    assert!(md.contains("| shm-pipelined | steady | 64 KiB |"), "{md}");
+    assert!(md.contains("3 measured runs per case after 1 warm-up run."));
+
+    let svg = std::fs::read_to_string(dir.join("throughput.svg")).unwrap();
+    assert!(svg.starts_with("<svg") && svg.trim_end().ends_with("</svg>"));
+    assert!(svg.contains("memcpy (ceiling)") && svg.contains("shm-pipelined"));
+
+    assert_eq!(leftovers(pid), Vec::<String>::new());
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[test]
+fn the_python_baseline_runs_when_python3_is_there() {
+    let python = Command::new("python3")
+        .args(["-c", "import multiprocessing.shared_memory"])
+        .status();
+    if !python.is_ok_and(|s| s.success()) {
+        eprintln!("skipped: no python3 with multiprocessing.shared_memory");
+        return;
+    }
+    let dir = temp_dir("python");
+    let (o, pid) = run(
+        &[
+            "--sizes",
+            "4KiB,64KiB",
+            "--runs",
+            "3",
+            "--no-latency",
+            "--transports",
+            "memcpy,python-shm,python-array",
+            "--out",
+            dir.to_str().unwrap(),
+        ],
+        Duration::from_secs(120),
+    );
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let v = json(&dir);
+    for transport in ["python-shm", "python-array"] {
+        for bytes in [4096u64, 65_536] {
+            let r = row(&v, transport, "steady", bytes);
+            assert_eq!(r["runs"], 3, "{transport}");
+            assert_eq!(r["samples_ns"].as_array().unwrap().len(), 3);
+            assert_eq!(r["copies"].as_f64(), Some(2.0), "{transport}");
+            assert!(r["gbps"].as_f64().unwrap() > 0.0);
+        }
+    }
+    let notes = v["notes"].as_array().unwrap();
+    assert!(notes
+        .iter()
+        .any(|n| n.as_str().unwrap().starts_with("python rows: Python 3")));
+    assert_eq!(leftovers(pid), Vec::<String>::new());
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// Pids of this driver's consumer peers, found through /proc.
+fn consumer_peers(driver: u32) -> Vec<u32> {
+    let tag = format!("bench-{driver}-");
+    let mut pids = Vec::new();
+    for entry in std::fs::read_dir("/proc").into_iter().flatten().flatten() {
+        let Ok(pid) = entry.file_name().to_string_lossy().parse::<u32>() else {
+            continue;
+        };
+        let Ok(cmdline) = std::fs::read(entry.path().join("cmdline")) else {
+            continue;
+        };
+        let cmdline = String::from_utf8_lossy(&cmdline);
+        if cmdline.contains("consumer")
+            && cmdline.contains("--bench-peer")
+            && cmdline.contains(&tag)
+        {
+            pids.push(pid);
+        }
+    }
+    pids
+}
+
+#[test]
+fn a_killed_peer_fails_its_case_with_a_note_and_the_run_goes_on() {
+    let dir = temp_dir("killed");
+    let child = Command::new(bench())
+        .args([
+            "--sizes",
+            "64KiB",
+            "--transports",
+            "shm,unix",
+            "--no-cold",
+            "--no-latency",
+            "--budget-scale",
+            "1.5",
+            "--out",
+            dir.to_str().unwrap(),
+        ])
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let driver = child.id();
+    let started = Instant::now();
+    let victim = loop {
+        if let Some(&pid) = consumer_peers(driver).first() {
+            break pid;
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(30),
+            "no consumer peer appeared"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    // Let it get into its loop, then kill it without a chance to clean up.
+    std::thread::sleep(Duration::from_millis(300));
+    let _ = Command::new("kill")
+        .args(["-9", &victim.to_string()])
+        .status();
+    let o = child.wait_with_output().unwrap();
+    assert!(
+        started.elapsed() < Duration::from_secs(60),
+        "took {:?}",
+        started.elapsed()
+    );
+    assert_eq!(
+        o.status.code(),
+        Some(1),
+        "{}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+    let stderr = String::from_utf8_lossy(&o.stderr);
+    assert!(stderr.contains("1 case(s) failed"), "{stderr}");
+
+    let v = json(&dir);
+    let notes: Vec<&str> = v["notes"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|n| n.as_str().unwrap())
+        .collect();
+    let note = notes
+        .iter()
+        .find(|n| n.starts_with("shm steady pin="))
+        .unwrap_or_else(|| panic!("no note on the failed case: {notes:?}"));
+    assert!(
+        note.contains("failed") && note.contains("killed by signal 9"),
+        "{note}"
+    );
+    // The run went on: unix was measured after the failure.
+    assert_eq!(row(&v, "unix", "steady", 65_536)["transport"], "unix");
+    assert_eq!(leftovers(driver), Vec::<String>::new());
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[test]
+fn bad_input_gets_one_line_and_exit_code_2() {
+    for (args, words) in [
+        (vec!["--sizes", "4KB"], vec!["--sizes", "\"4KB\"", "unit"]),
+        (vec!["--sizes", "4"], vec!["--sizes", "at least 8 bytes"]),
+        (vec!["--bogus"], vec!["--bogus"]),
+        (vec!["--runs", "0"], vec!["--runs"]),
+        (vec!["--pin", "both"], vec!["--pin", "both"]),
+        (vec!["--transports", "udp"], vec!["--transports", "udp"]),
+        (
+            vec!["--budget-scale", "0"],
+            vec!["--budget-scale", "factor"],
+        ),
+    ] {
+        let (o, _) = run(&args, Duration::from_secs(30));
+        let stderr = String::from_utf8_lossy(&o.stderr);
+        assert_eq!(o.status.code(), Some(2), "{args:?}: {stderr}");
+        assert_eq!(stderr.lines().count(), 1, "{args:?}: {stderr}");
+        assert!(!stderr.contains("panicked"), "{stderr}");
+        for word in words {
+            assert!(stderr.contains(word), "{args:?}: {stderr:?} lacks {word}");
+        }
+    }
+}
+
+#[test]
+fn a_peer_alone_gives_up_in_time_and_removes_its_files() {
+    let dir = Path::new(&bench()).parent().unwrap().to_path_buf();
+    let name = format!("bench-{}-alone", std::process::id());
+    for (bin, transport) in [
+        ("producer", "shm"),
+        ("consumer", "shm"),
+        ("producer", "unix"),
+    ] {
+        let spec = serde_json::json!({
+            "test": "throughput", "transport": transport, "mode": "steady", "bytes": 4096,
+            "slots": 1,
+            "budget": {"warmup": 1, "time": 0, "min_runs": 3, "max_runs": 3, "hard": 10_000},
+            "name": name, "timeout_ms": 400,
+        });
+        let started = Instant::now();
+        let o = Command::new(dir.join(bin))
+            .args(["--bench-peer", &spec.to_string()])
+            .output()
+            .unwrap();
+        let stderr = String::from_utf8_lossy(&o.stderr);
+        assert_eq!(o.status.code(), Some(1), "{bin} {transport}: {stderr}");
+        assert!(
+            stderr.contains("gave up after"),
+            "{bin} {transport}: {stderr}"
+        );
+        assert_eq!(stderr.lines().count(), 1, "{stderr}");
+        assert!(started.elapsed() < Duration::from_secs(10));
+        assert!(!Path::new("/dev/shm").join(format!("p1p2.{name}")).exists());
+        assert!(!common::Name::new(&name).unwrap().socket_path().exists());
+    }
+    let o = Command::new(dir.join("consumer"))
+        .args(["--bench-peer", "{not json"])
+        .output()
+        .unwrap();
+    assert_eq!(o.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&o.stderr).contains("--bench-peer: not a peer spec"));
+}
