@@ -211,12 +211,14 @@ pub fn run(role: Role, spec: &Spec) -> Result<PeerReport> {
         }
         (Test::Throughput, Transport::Unix | Transport::Tcp, Role::Producer) => socket_sender(spec),
         (Test::Throughput, Transport::Unix | Transport::Tcp, Role::Consumer) => {
-            socket_receiver(spec)
+            socket_receiver(spec, false)
         }
         (Test::Latency, Transport::Shm, Role::Producer) => shm_ping(spec),
         (Test::Latency, Transport::Shm, Role::Consumer) => shm_pong(spec),
         (Test::Latency, Transport::Unix | Transport::Tcp, Role::Producer) => socket_ping(spec),
-        (Test::Latency, Transport::Unix | Transport::Tcp, Role::Consumer) => socket_pong(spec),
+        (Test::Latency, Transport::Unix | Transport::Tcp, Role::Consumer) => {
+            socket_receiver(spec, true)
+        }
         (test, transport, _) => Err(Error::Usage(format!(
             "--bench-peer: no {test:?} peer for transport {transport} in mode {}",
             spec.mode
@@ -926,9 +928,11 @@ fn check_ack(ack: &[u8; 8], seq: u64) -> Result<()> {
     Ok(())
 }
 
-/// unix and tcp, receiver: `read` every byte into a buffer, check it,
-/// acknowledge; the sender closing the connection ends the case.
-fn socket_receiver(spec: &Spec) -> Result<PeerReport> {
+/// unix and tcp, receiver: `read` every byte into a buffer, check it, and
+/// answer: with the 8-byte sequence number as an acknowledgement (throughput),
+/// or with the whole message (latency). The sender closing the connection
+/// ends the case.
+fn socket_receiver(spec: &Spec, echo: bool) -> Result<PeerReport> {
     let mut conn = connect(spec)?;
     let mut buf = pattern(spec.payload_len());
     let expected = Expected::of_pattern(buf.as_mut_slice());
@@ -945,7 +949,12 @@ fn socket_receiver(spec: &Spec) -> Result<PeerReport> {
                 peer: Role::Producer,
                 reason,
             })?;
-        conn.write_all(&seq.to_le_bytes(), stall, Role::Producer, None)?;
+        let answer = if echo {
+            buf.as_slice()
+        } else {
+            &seq.to_le_bytes()[..]
+        };
+        conn.write_all(answer, stall, Role::Producer, None)?;
     }
     // The read that found the end of the stream is not a transfer.
     Ok(tally.finish(1.0, 1))
@@ -975,29 +984,6 @@ fn socket_ping(spec: &Spec) -> Result<PeerReport> {
             })?;
     }
     Ok(m.finish(1.0))
-}
-
-/// unix and tcp latency, receiver: read each message, check it, send it back.
-fn socket_pong(spec: &Spec) -> Result<PeerReport> {
-    let mut conn = connect(spec)?;
-    let mut buf = pattern(spec.payload_len());
-    let expected = Expected::of_pattern(buf.as_mut_slice());
-    let mut tally = Tally::new(spec);
-    let stall = spec.timeout();
-    loop {
-        let seq = tally.next_seq();
-        if !conn.read_exact_or_eof(buf.as_mut_slice(), stall, Role::Producer)? {
-            break;
-        }
-        expected
-            .verify(buf.as_slice(), seq)
-            .map_err(|reason| Error::BadMessage {
-                peer: Role::Producer,
-                reason,
-            })?;
-        conn.write_all(buf.as_slice(), stall, Role::Producer, None)?;
-    }
-    Ok(tally.finish(1.0, 1))
 }
 
 #[cfg(test)]
