@@ -209,13 +209,17 @@ pub fn run(role: Role, spec: &Spec) -> Result<PeerReport> {
         (Test::Throughput, Transport::Shm | Transport::ShmPipelined, Role::Consumer) => {
             shm_receiver(spec)
         }
-        (Test::Throughput, Transport::Unix | Transport::Tcp, Role::Producer) => socket_sender(spec),
+        (Test::Throughput, Transport::Unix | Transport::Tcp, Role::Producer) => {
+            socket_sender(spec, false)
+        }
         (Test::Throughput, Transport::Unix | Transport::Tcp, Role::Consumer) => {
             socket_receiver(spec, false)
         }
         (Test::Latency, Transport::Shm, Role::Producer) => shm_ping(spec),
         (Test::Latency, Transport::Shm, Role::Consumer) => shm_pong(spec),
-        (Test::Latency, Transport::Unix | Transport::Tcp, Role::Producer) => socket_ping(spec),
+        (Test::Latency, Transport::Unix | Transport::Tcp, Role::Producer) => {
+            socket_sender(spec, true)
+        }
         (Test::Latency, Transport::Unix | Transport::Tcp, Role::Consumer) => {
             socket_receiver(spec, true)
         }
@@ -896,11 +900,14 @@ fn connect(spec: &Spec) -> Result<Conn> {
     Ok(conn)
 }
 
-/// unix and tcp, sender: `write` the payload, `read` an 8-byte acknowledgement.
-fn socket_sender(spec: &Spec) -> Result<PeerReport> {
+/// unix and tcp, sender: `write` the payload, then `read` the answer: an
+/// 8-byte acknowledgement (throughput), or the whole message sent back
+/// (latency). Closing the connection is the stop.
+fn socket_sender(spec: &Spec, echo: bool) -> Result<PeerReport> {
     let mut conn = accept(spec)?;
     let mut src = pattern(spec.payload_len());
-    let mut ack = [0u8; 8];
+    let mut reply = pattern(if echo { spec.payload_len() } else { 8 });
+    let expected = echo.then(|| Expected::of_pattern(reply.as_mut_slice()));
     let mut m = Measure::new(spec, 0);
     let mut seq = 0u64;
     let stall = spec.timeout();
@@ -909,11 +916,20 @@ fn socket_sender(spec: &Spec) -> Result<PeerReport> {
         stamp(src.as_mut_slice(), seq);
         let t0 = Instant::now();
         conn.write_all(src.as_slice(), stall, Role::Consumer, None)?;
-        conn.read_exact(&mut ack, stall, Role::Consumer, None)?;
+        conn.read_exact(reply.as_mut_slice(), stall, Role::Consumer, None)?;
         m.record(t0, Instant::now());
-        check_ack(&ack, seq)?;
+        match &expected {
+            Some(expected) => {
+                expected
+                    .verify(reply.as_slice(), seq)
+                    .map_err(|reason| Error::BadMessage {
+                        peer: Role::Consumer,
+                        reason: format!("reply: {reason}"),
+                    })?
+            }
+            None => check_ack(reply.as_slice().try_into().expect("8 bytes"), seq)?,
+        }
     }
-    // Closing the connection is the stop.
     Ok(m.finish(1.0))
 }
 
@@ -958,32 +974,6 @@ fn socket_receiver(spec: &Spec, echo: bool) -> Result<PeerReport> {
     }
     // The read that found the end of the stream is not a transfer.
     Ok(tally.finish(1.0, 1))
-}
-
-/// unix and tcp latency, sender: write a message, read the reply.
-fn socket_ping(spec: &Spec) -> Result<PeerReport> {
-    let mut conn = accept(spec)?;
-    let mut src = pattern(spec.payload_len());
-    let mut reply = pattern(spec.payload_len());
-    let expected = Expected::of_pattern(reply.as_mut_slice());
-    let mut m = Measure::new(spec, 0);
-    let mut seq = 0u64;
-    let stall = spec.timeout();
-    while m.more() {
-        seq += 1;
-        stamp(src.as_mut_slice(), seq);
-        let t0 = Instant::now();
-        conn.write_all(src.as_slice(), stall, Role::Consumer, None)?;
-        conn.read_exact(reply.as_mut_slice(), stall, Role::Consumer, None)?;
-        m.record(t0, Instant::now());
-        expected
-            .verify(reply.as_slice(), seq)
-            .map_err(|reason| Error::BadMessage {
-                peer: Role::Consumer,
-                reason: format!("reply: {reason}"),
-            })?;
-    }
-    Ok(m.finish(1.0))
 }
 
 #[cfg(test)]
