@@ -89,14 +89,29 @@ pub fn until(
         let Some(left) = deadline.remaining() else {
             return Ok(None);
         };
-        let slice = left.min(SLICE);
-        let timeout = futex::Timespec {
-            tv_sec: slice.as_secs() as _,
-            tv_nsec: slice.subsec_nanos() as _,
-        };
-        // Returns on a wake, on a timeout, with EAGAIN if the word no longer holds
-        // `value`, or with EINTR: in every case the loop re-reads the word.
-        let _ = futex::wait(word, futex::Flags::empty(), value, Some(&timeout));
+        sleep_on(word, value, left);
+    }
+}
+
+/// One futex sleep of at most [`SLICE`] (and at most `left`) while `word`
+/// holds `value`. It returns on a wake, on a timeout, with EAGAIN if the word
+/// no longer holds `value`, or with EINTR: in every case the caller re-reads
+/// the word.
+fn sleep_on(word: &AtomicU32, value: u32, left: Duration) {
+    let _ = futex::wait(
+        word,
+        futex::Flags::empty(),
+        value,
+        Some(&slice_timespec(left)),
+    );
+}
+
+/// `left`, capped at [`SLICE`], as a relative timeout.
+fn slice_timespec(left: Duration) -> rustix::time::Timespec {
+    let slice = left.min(SLICE);
+    rustix::time::Timespec {
+        tv_sec: slice.as_secs() as _,
+        tv_nsec: slice.subsec_nanos() as _,
     }
 }
 
@@ -193,13 +208,7 @@ pub fn spin_until(
         {
             continue;
         }
-        let slice = left.min(SLICE);
-        let timeout = futex::Timespec {
-            tv_sec: slice.as_secs() as _,
-            tv_nsec: slice.subsec_nanos() as _,
-        };
-        // As in `until`: a wake, a timeout, EAGAIN or EINTR all lead to a re-read.
-        let _ = futex::wait(word, futex::Flags::empty(), expected, Some(&timeout));
+        sleep_on(word, expected, left);
     }
 }
 
@@ -253,16 +262,11 @@ pub fn appear<T>(
         let Some(left) = deadline.remaining() else {
             return Ok(None);
         };
-        let slice = left.min(SLICE);
-        let timeout = rustix::time::Timespec {
-            tv_sec: slice.as_secs() as _,
-            tv_nsec: slice.subsec_nanos() as _,
-        };
         let mut fds = [rustix::event::PollFd::new(
             &*fd,
             rustix::event::PollFlags::IN,
         )];
-        let _ = rustix::event::poll(&mut fds, Some(&timeout));
+        let _ = rustix::event::poll(&mut fds, Some(&slice_timespec(left)));
         // Drain the events; which entry appeared does not matter, the next
         // attempt looks for ours.
         let mut reader = rustix::fs::inotify::Reader::new(&*fd, &mut buf);
