@@ -61,7 +61,7 @@ pub enum Error {
     },
 
     /// Another live process owns this name.
-    #[error("{what} {name} is in use by pid {pid}")]
+    #[error("{what} {name} is in use by {}", owner(*pid))]
     InUse {
         /// "segment" or "socket".
         what: &'static str,
@@ -245,6 +245,14 @@ impl Error {
         }
     }
 
+    /// The consumer `pid` refused a payload (a CRC mismatch, a decode
+    /// failure, an interruption): its own message says which.
+    pub fn rejected_by(pid: u32) -> Error {
+        Error::Rejected(format!(
+            "consumer pid {pid} did not accept it; see its message"
+        ))
+    }
+
     /// Wraps an I/O error with what was being done.
     pub fn io(what: impl Into<String>, source: io::Error) -> Error {
         Error::Io {
@@ -269,6 +277,13 @@ pub trait IoContext<T> {
 impl<T, E: Into<io::Error>> IoContext<T> for std::result::Result<T, E> {
     fn context(self, what: impl FnOnce() -> String) -> Result<T> {
         self.map_err(|e| Error::io(what(), e.into()))
+    }
+}
+
+fn owner(pid: u32) -> String {
+    match pid {
+        0 => "another process".to_owned(),
+        pid => format!("pid {pid}"),
     }
 }
 
@@ -311,6 +326,19 @@ mod tests {
         assert_eq!(
             Error::Interrupted(libc::SIGTERM).to_string(),
             "interrupted by SIGTERM"
+        );
+        let in_use = |pid| Error::InUse {
+            what: "address",
+            name: "127.0.0.1:1".into(),
+            pid,
+        };
+        assert_eq!(
+            in_use(0).to_string(),
+            "address 127.0.0.1:1 is in use by another process"
+        );
+        assert_eq!(
+            in_use(7).to_string(),
+            "address 127.0.0.1:1 is in use by pid 7"
         );
     }
 }

@@ -75,11 +75,6 @@ impl Ledger {
     pub fn count(&self, by: Copier) -> usize {
         self.copies.iter().filter(|c| c.by == by).count()
     }
-
-    /// Appends another ledger's copies.
-    pub fn extend(&mut self, other: &Ledger) {
-        self.copies.extend_from_slice(&other.copies);
-    }
 }
 
 /// The counters of `/proc/self/io` that the kernel updates on `read`/`write`.

@@ -56,11 +56,6 @@ impl Story {
         }
         Waiting { story: self }
     }
-
-    /// Whether lines are printed.
-    pub fn is_quiet(&self) -> bool {
-        self.quiet
-    }
 }
 
 /// Ends a spinner started by [`Story::waiting`] when dropped.

@@ -149,9 +149,6 @@ pub struct Received {
 
 /// One way of carrying a payload from producer to consumer.
 pub trait Transport {
-    /// Which transport this is.
-    fn kind(&self) -> TransportKind;
-
     /// Producer side: makes the payload available, waits for the consumer's
     /// acknowledgement, and removes what it created.
     ///

@@ -38,9 +38,7 @@ use crate::ledger::{Copier, Ledger, Meter};
 use crate::png;
 use crate::segment::{state_name, Published, Segment, SlotGuard};
 use crate::story::{gbps, ms, thousands};
-use crate::transport::{
-    Incoming, Outgoing, Payload, Received, Sent, Session, Transport, TransportKind,
-};
+use crate::transport::{Incoming, Outgoing, Payload, Received, Sent, Session, Transport};
 use crate::wait::{self, Deadline};
 
 /// The shared-memory transport.
@@ -48,10 +46,6 @@ use crate::wait::{self, Deadline};
 pub struct Shm;
 
 impl Transport for Shm {
-    fn kind(&self) -> TransportKind {
-        TransportKind::Shm
-    }
-
     fn send(&self, session: &Session<'_>, out: &Outgoing<'_>) -> Result<Sent> {
         let story = session.story;
         let name = session.name;
@@ -161,10 +155,7 @@ impl Transport for Shm {
                     witness,
                 })
             }
-            Some(_) => Err(Error::Rejected(format!(
-                "consumer pid {} did not accept it; see its message",
-                consumer_pid.unwrap_or(0)
-            ))),
+            Some(_) => Err(Error::rejected_by(consumer_pid.unwrap_or(0))),
             None => Err(deadline.timeout(match consumer_pid {
                 Some(pid) => format!("consumer pid {pid} did not acknowledge segment {name}"),
                 None => format!("no consumer read segment {name}"),

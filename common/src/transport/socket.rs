@@ -393,10 +393,6 @@ impl Socket {
 }
 
 impl Transport for Socket {
-    fn kind(&self) -> TransportKind {
-        self.kind
-    }
-
     fn send(&self, session: &Session<'_>, out: &Outgoing<'_>) -> Result<Sent> {
         let story = session.story;
         let Payload::Heap(payload) = &out.payload else {
@@ -480,9 +476,7 @@ impl Transport for Socket {
                     witness,
                 })
             }
-            a if a == NAK => Err(Error::Rejected(format!(
-                "consumer pid {consumer_pid} did not accept it; see its message"
-            ))),
+            a if a == NAK => Err(Error::rejected_by(consumer_pid)),
             _ => Err(Error::BadMessage {
                 peer: Role::Consumer,
                 reason: "the answer is neither ACK nor NAK".into(),
