@@ -11,10 +11,10 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use common::layout::{state, Geometry, Kind, HEADER_SIZE, MAGIC, VERSION};
+use common::layout::{state, Kind, HEADER_SIZE, MAGIC, VERSION};
 use common::segment::Segment;
 use common::Name;
-use util::{assert_clean, image, run, unique, wait_for, Proc};
+use util::{assert_clean, image, live_segment, run, unique, wait_for, Proc};
 
 const LIMIT: Duration = Duration::from_secs(60);
 
@@ -142,10 +142,7 @@ fn signals_remove_what_each_side_made_and_set_the_exit_code() {
         ("tcp", libc::SIGTERM, 143),
     ] {
         let name = unique("sig");
-        let addr = {
-            let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-            l.local_addr().unwrap().to_string()
-        };
+        let addr = util::free_addr();
         let args = ["--name", &name, "--transport", transport, "--addr", &addr];
         // A producer waiting for a consumer.
         let producer = Proc::start("producer", &args);
@@ -387,27 +384,6 @@ fn malformed_segment_files_are_clear_errors() {
         std::fs::remove_file(&path).unwrap();
         assert_clean(&name);
     }
-}
-
-/// A live, published segment holding the sample image, owned by this test.
-fn live_segment(name: &str, tweak: impl FnOnce(&common::layout::Slot, usize)) -> Segment {
-    let png = std::fs::read(image()).unwrap();
-    let segment = Segment::create(
-        &Name::new(name).unwrap(),
-        Geometry::new(Kind::Transfer, png.len() as u64, 1),
-    )
-    .unwrap();
-    {
-        let mut guard = segment.try_lock(0).unwrap().unwrap();
-        segment.publish().unwrap();
-        guard.payload_mut().unwrap()[..png.len()].copy_from_slice(&png);
-        let slot = guard.slot();
-        slot.len.store(png.len() as u64, Ordering::Relaxed);
-        slot.crc32.store(crc32fast::hash(&png), Ordering::Relaxed);
-        tweak(slot, png.len());
-        guard.set_state(state::READY);
-    }
-    segment
 }
 
 #[test]

@@ -8,8 +8,7 @@ use std::path::Path;
 use std::sync::atomic::Ordering;
 use std::time::Duration;
 
-use common::layout::{state, Geometry, Kind};
-use common::segment::Segment;
+use common::layout::state;
 use common::Name;
 use util::{assert_clean, image, run, unique, wait_for, Proc};
 
@@ -217,19 +216,9 @@ fn a_peer_that_never_comes_ends_in_a_timeout_message() {
 #[test]
 fn a_crc_mismatch_is_reported_and_the_payload_rejected() {
     let name = unique("crc");
-    let n = Name::new(&name).unwrap();
-    let png = std::fs::read(image()).unwrap();
-    let segment = Segment::create(&n, Geometry::new(Kind::Transfer, png.len() as u64, 1)).unwrap();
-    {
-        let mut guard = segment.try_lock(0).unwrap().unwrap();
-        segment.publish().unwrap();
-        guard.payload_mut().unwrap()[..png.len()].copy_from_slice(&png);
-        let slot = guard.slot();
-        slot.len.store(png.len() as u64, Ordering::Relaxed);
-        slot.crc32
-            .store(crc32fast::hash(&png) ^ 1, Ordering::Relaxed);
-        guard.set_state(state::READY);
-    }
+    let segment = util::live_segment(&name, |slot, _| {
+        slot.crc32.fetch_xor(1, Ordering::Relaxed);
+    });
     let c = run("consumer", &["--name", &name, "--timeout", "10"]);
     c.fails_with(1, &["CRC-32 mismatch"]);
     assert_eq!(

@@ -13,14 +13,9 @@ use std::time::Duration;
 
 use common::Name;
 use serde_json::Value;
-use util::{assert_clean, image, run, unique, wait_for, Proc, Run};
+use util::{assert_clean, free_addr, image, run, unique, wait_for, Proc, Run};
 
 const LIMIT: Duration = Duration::from_secs(60);
-
-fn free_addr() -> String {
-    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
-    listener.local_addr().unwrap().to_string()
-}
 
 /// Runs the consumer first, then the producer, over `transport`.
 fn transfer(
@@ -207,34 +202,12 @@ fn bad_inputs_fail_the_same_way_over_every_transport() {
         )
         .fails_with(1, &["not a PNG file"]);
         // Nobody comes.
-        run(
-            "consumer",
-            &[
-                "--name",
-                &name,
-                "--transport",
-                transport,
-                "--addr",
-                &addr,
-                "--timeout",
-                "0.5",
-            ],
-        )
-        .fails_with(1, &["no producer", "gave up after 0.5 s"]);
-        run(
-            "producer",
-            &[
-                "--name",
-                &name,
-                "--transport",
-                transport,
-                "--addr",
-                &addr,
-                "--timeout",
-                "0.5",
-            ],
-        )
-        .fails_with(1, &["no consumer", "gave up after 0.5 s"]);
+        let alone = |bin| {
+            let args = ["--name", &name, "--transport", transport, "--addr", &addr];
+            run(bin, &[&args[..], &["--timeout", "0.5"]].concat())
+        };
+        alone("consumer").fails_with(1, &["no producer", "gave up after 0.5 s"]);
+        alone("producer").fails_with(1, &["no consumer", "gave up after 0.5 s"]);
         // A corrupt PNG: the consumer cannot decode it and says no.
         let (p, c) = transfer(transport, &name, &[corrupt_path.to_str().unwrap()], &[]);
         c.fails_with(1, &["cannot decode the image:"]);

@@ -241,3 +241,36 @@ pub fn retry<T>(mut f: impl FnMut() -> Option<T>) -> T {
         std::thread::sleep(Duration::from_millis(5));
     }
 }
+
+/// A loopback address with a port that was free a moment ago.
+pub fn free_addr() -> String {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    listener.local_addr().unwrap().to_string()
+}
+
+/// A live, published segment `name` owned by the caller, holding the sample
+/// image and marked READY; `tweak` may change the slot's fields first.
+pub fn live_segment(
+    name: &str,
+    tweak: impl FnOnce(&common::layout::Slot, usize),
+) -> common::segment::Segment {
+    use common::layout::{state, Geometry, Kind};
+    use std::sync::atomic::Ordering;
+    let png = std::fs::read(image()).unwrap();
+    let segment = common::segment::Segment::create(
+        &common::Name::new(name).unwrap(),
+        Geometry::new(Kind::Transfer, png.len() as u64, 1),
+    )
+    .unwrap();
+    {
+        let mut guard = segment.try_lock(0).unwrap().unwrap();
+        segment.publish().unwrap();
+        guard.payload_mut().unwrap()[..png.len()].copy_from_slice(&png);
+        let slot = guard.slot();
+        slot.len.store(png.len() as u64, Ordering::Relaxed);
+        slot.crc32.store(crc32fast::hash(&png), Ordering::Relaxed);
+        tweak(slot, png.len());
+        guard.set_state(state::READY);
+    }
+    segment
+}
