@@ -1,0 +1,117 @@
+//! Segment files as files: opening one of our paths safely, probing whether
+//! its creator lives, reading the pid its header records, and removing it
+//! when stale.
+
+use std::fs::{File, OpenOptions};
+use std::os::unix::fs::{FileExt, MetadataExt, OpenOptionsExt};
+use std::path::Path;
+use std::time::Duration;
+
+use rustix::fs::{flock, FlockOperation};
+
+use super::is_not_found;
+use crate::error::{Error, IoContext, Result};
+use crate::layout::{RawHeader, SLOTS_OFFSET};
+use crate::name::Name;
+
+/// Opens an existing file at one of our paths without following symlinks, and
+/// refuses anything that is not a regular file owned by us.
+pub(crate) fn open_existing(path: &Path, write: bool) -> Result<File> {
+    let file = OpenOptions::new()
+        .read(true)
+        .write(write)
+        .custom_flags(libc::O_NOFOLLOW | libc::O_CLOEXEC | libc::O_NONBLOCK)
+        .open(path);
+    let file = match file {
+        Ok(file) => file,
+        Err(e) if e.raw_os_error() == Some(libc::ELOOP) => {
+            return Err(Error::Refused {
+                path: path.to_owned(),
+                reason: "it is a symbolic link".into(),
+            })
+        }
+        Err(e) if e.raw_os_error() == Some(libc::EISDIR) => {
+            return Err(Error::Refused {
+                path: path.to_owned(),
+                reason: "it is not a regular file".into(),
+            })
+        }
+        Err(e) => return Err(Error::io(format!("open {}", path.display()), e)),
+    };
+    let meta = file
+        .metadata()
+        .context(|| format!("stat {}", path.display()))?;
+    if !meta.file_type().is_file() {
+        return Err(Error::Refused {
+            path: path.to_owned(),
+            reason: "it is not a regular file".into(),
+        });
+    }
+    let me = rustix::process::geteuid().as_raw();
+    if meta.uid() != me {
+        return Err(Error::Refused {
+            path: path.to_owned(),
+            reason: format!("it belongs to uid {}, not to this user ({me})", meta.uid()),
+        });
+    }
+    Ok(file)
+}
+
+/// Probes the creator's flock: a shared, non-blocking lock succeeds only when
+/// no process holds the exclusive one, i.e. the creator is gone.
+pub(crate) fn owner_alive(file: &File) -> bool {
+    match flock(file, FlockOperation::NonBlockingLockShared) {
+        Ok(()) => {
+            let _ = flock(file, FlockOperation::Unlock);
+            false
+        }
+        Err(_) => true,
+    }
+}
+
+/// Reads the recorded creator pid from a segment file (0 if unreadable).
+pub(crate) fn recorded_pid(file: &File) -> u32 {
+    let mut bytes = [0u8; SLOTS_OFFSET];
+    match file.read_exact_at(&mut bytes, 0) {
+        Ok(()) => RawHeader::from_bytes(&bytes).map_or(0, |h| h.producer_pid),
+        Err(_) => 0,
+    }
+}
+
+/// Removes the file at `path` if its creator is dead; returns the dead pid.
+pub(super) fn remove_if_stale(name: &Name, path: &Path) -> Result<u32> {
+    let file = match open_existing(path, false) {
+        Ok(file) => file,
+        // Vanished meanwhile: the caller simply retries the rename.
+        Err(e) if is_not_found(&e) => return Ok(0),
+        Err(e) => return Err(e),
+    };
+    // A consumer probing liveness holds a shared flock for a moment; retry a
+    // few times before concluding that the owner is alive.
+    let mut got = false;
+    for _ in 0..5 {
+        if flock(&file, FlockOperation::NonBlockingLockExclusive).is_ok() {
+            got = true;
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    let pid = recorded_pid(&file);
+    if !got {
+        return Err(Error::InUse {
+            what: "segment",
+            name: name.to_string(),
+            pid,
+        });
+    }
+    // We hold the dead file's flock, so no other producer can be removing it;
+    // make sure the path still names the file we inspected before unlinking.
+    let ours = rustix::fs::fstat(&file)?;
+    let there = rustix::fs::statat(rustix::fs::CWD, path, rustix::fs::AtFlags::SYMLINK_NOFOLLOW);
+    if let Ok(there) = there {
+        if (there.st_dev, there.st_ino) == (ours.st_dev, ours.st_ino) {
+            std::fs::remove_file(path).context(|| format!("remove stale {}", path.display()))?;
+        }
+    }
+    Ok(pid)
+}
