@@ -37,7 +37,7 @@ pub struct Entry {
     pub path: PathBuf,
     /// The name it serves (`None` for a file still under construction).
     pub name: Option<String>,
-    /// "transfer", "value", "array", "bench" (segments) or "socket".
+    /// "transfer", "value", "array" (segments) or "socket".
     pub kind: Option<&'static str>,
     /// Size in bytes (0 for sockets).
     pub size: u64,

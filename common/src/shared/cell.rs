@@ -54,7 +54,6 @@ fn a_kind(kind: Kind) -> &'static str {
         Kind::Transfer => "a transfer",
         Kind::Value => "a value",
         Kind::Array => "an array",
-        Kind::Bench => "a benchmark",
     }
 }
 
