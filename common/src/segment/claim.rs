@@ -51,8 +51,8 @@ impl Segment {
             .then_some(pid)
     }
 
-    /// The claiming consumer's pid (0 while unclaimed).
-    pub fn consumer_pid(&self) -> u32 {
-        self.header().consumer_pid.load(Ordering::Acquire)
+    /// The claiming consumer's pid (`None` while unclaimed).
+    pub fn consumer_pid(&self) -> Option<u32> {
+        Some(self.header().consumer_pid.load(Ordering::Acquire)).filter(|&pid| pid != 0)
     }
 }

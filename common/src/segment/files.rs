@@ -69,21 +69,39 @@ pub(crate) fn owner_alive(file: &File) -> bool {
     }
 }
 
-/// Reads the recorded creator pid from a segment file (0 if unreadable).
-pub(crate) fn recorded_pid(file: &File) -> u32 {
+/// Reads the recorded creator pid from a segment file (`None` if the header
+/// is unreadable or records none).
+pub(crate) fn recorded_pid(file: &File) -> Option<u32> {
     let mut bytes = [0u8; SLOTS_OFFSET];
-    match file.read_exact_at(&mut bytes, 0) {
-        Ok(()) => RawHeader::from_bytes(&bytes).map_or(0, |h| h.producer_pid),
-        Err(_) => 0,
-    }
+    file.read_exact_at(&mut bytes, 0).ok()?;
+    RawHeader::from_bytes(&bytes)
+        .map(|h| h.producer_pid)
+        .filter(|&pid| pid != 0)
 }
 
-/// Removes the file at `path` if its creator is dead; returns the dead pid.
-pub(super) fn remove_if_stale(name: &Name, path: &Path) -> Result<u32> {
+/// What [`remove_if_stale`] found at the path.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(super) enum Stale {
+    /// Nothing any more: the file vanished meanwhile.
+    Vanished,
+    /// A segment whose creator is dead; it was removed, unless the path
+    /// already named another file.
+    Removed {
+        /// The dead creator's pid, as its header recorded it.
+        pid: Option<u32>,
+    },
+}
+
+/// Removes the file at `path` if its creator is dead.
+///
+/// # Errors
+/// [`Error::InUse`] if its creator lives; the file's errors as in
+/// [`open_existing`].
+pub(super) fn remove_if_stale(name: &Name, path: &Path) -> Result<Stale> {
     let file = match open_existing(path, false) {
         Ok(file) => file,
         // Vanished meanwhile: the caller simply retries the rename.
-        Err(e) if is_not_found(&e) => return Ok(0),
+        Err(e) if is_not_found(&e) => return Ok(Stale::Vanished),
         Err(e) => return Err(e),
     };
     // A consumer probing liveness holds a shared flock for a moment; retry a
@@ -113,5 +131,5 @@ pub(super) fn remove_if_stale(name: &Name, path: &Path) -> Result<u32> {
             std::fs::remove_file(path).context(|| format!("remove stale {}", path.display()))?;
         }
     }
-    Ok(pid)
+    Ok(Stale::Removed { pid })
 }

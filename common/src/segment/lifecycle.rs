@@ -12,7 +12,7 @@ use memmap2::MmapOptions;
 use raw_sync::locks::{LockInit, Mutex};
 use rustix::fs::{flock, FlockOperation};
 
-use super::files::{open_existing, remove_if_stale};
+use super::files::{open_existing, remove_if_stale, Stale};
 use super::lock::mutex_looks_initialised;
 use super::{is_not_found, Segment};
 use crate::error::{Error, IoContext, Result};
@@ -34,8 +34,9 @@ pub enum Published {
     Fresh,
     /// A stale segment left by a dead process was removed first.
     ReplacedStale {
-        /// The dead creator's pid as its header recorded it (0 if unreadable).
-        pid: u32,
+        /// The dead creator's pid as its header recorded it (`None` if
+        /// unreadable or not recorded).
+        pid: Option<u32>,
     },
 }
 
@@ -149,7 +150,9 @@ impl Segment {
                     });
                 }
                 Err(rustix::io::Errno::EXIST) => {
-                    replaced = Some(remove_if_stale(&self.name, &path)?);
+                    if let Stale::Removed { pid } = remove_if_stale(&self.name, &path)? {
+                        replaced = Some(pid);
+                    }
                 }
                 Err(errno) => {
                     return Err(Error::io(
@@ -318,7 +321,7 @@ mod tests {
         // Our own flock is per open file, so the second open can't take it.
         let err = second.publish().unwrap_err();
         assert!(
-            matches!(err, Error::InUse { pid, .. } if pid == std::process::id()),
+            matches!(err, Error::InUse { pid, .. } if pid == Some(std::process::id())),
             "{err}"
         );
         drop(second);

@@ -30,7 +30,8 @@ impl Segment {
 
     /// Takes slot `i`'s mutex, waiting at most until `deadline` (`Ok(None)` then).
     ///
-    /// `on_wait` runs once, with the holder's pid, if the lock is busy at first.
+    /// `on_wait` runs once, with the holder's pid (`None` if not recorded
+    /// yet), if the lock is busy at first.
     /// While waiting, the holder's liveness is checked about once a second.
     ///
     /// # Errors
@@ -41,12 +42,12 @@ impl Segment {
         &self,
         i: usize,
         deadline: &Deadline,
-        on_wait: impl FnOnce(u32),
+        on_wait: impl FnOnce(Option<u32>),
     ) -> Result<Option<SlotGuard<'_>>> {
         if let Some(guard) = self.try_lock(i)? {
             return Ok(Some(guard));
         }
-        on_wait(self.slot(i).holder_pid.load(Ordering::Relaxed));
+        on_wait(self.holder_pid(i));
         loop {
             signals::check()?;
             self.check_holder(i)?;
@@ -70,6 +71,15 @@ impl Segment {
                 return Ok(guard);
             }
         }
+    }
+
+    /// The pid recorded as holding slot `i`'s mutex: `None` when it is free,
+    /// or taken but its holder not recorded yet (a moment after locking).
+    ///
+    /// # Panics
+    /// If `i` is not below the slot count.
+    pub fn holder_pid(&self, i: usize) -> Option<u32> {
+        Some(self.slot(i).holder_pid.load(Ordering::Relaxed)).filter(|&pid| pid != 0)
     }
 
     /// One timed attempt; `Ok(None)` when it timed out.
@@ -99,31 +109,29 @@ impl Segment {
 
     /// Fails with [`Error::PeerDied`] if slot `i`'s lock holder has died.
     fn check_holder(&self, i: usize) -> Result<()> {
-        let slot = self.slot(i);
-        let pid = slot.holder_pid.load(Ordering::Relaxed);
-        let start = slot.holder_start.load(Ordering::Relaxed);
+        let pid = self.holder_pid(i);
+        let start = self.slot(i).holder_start.load(Ordering::Relaxed);
         let producer = self.producer_pid();
-        let dead = if pid == 0 {
-            // Locked but the holder not yet recorded: only the creator can be
-            // in that window (it locks before publishing).
-            !self.owner_alive()
-        } else if pid == producer {
+        // Locked but the holder not recorded yet: only the creator can be in
+        // that window (it locks before publishing).
+        let holder = pid.unwrap_or(producer);
+        let dead = if holder == producer {
             !self.owner_alive()
         } else {
-            !liveness::is_alive(pid, start)
+            !liveness::is_alive(holder, start)
         };
         if dead {
             // Re-read: the holder may have released just now and died later.
-            if self.slot(i).holder_pid.load(Ordering::Relaxed) != pid {
+            if self.holder_pid(i) != pid {
                 return Ok(());
             }
             return Err(Error::PeerDied {
-                role: if pid == producer || pid == 0 {
+                role: if holder == producer {
                     Role::Producer
                 } else {
                     Role::Consumer
                 },
-                pid: if pid == 0 { producer } else { pid },
+                pid: holder,
                 when: format!("while holding the lock on segment {}", self.name),
             });
         }
@@ -304,8 +312,10 @@ mod tests {
             .lock(0, &deadline, |pid| saw = Some(pid))
             .unwrap()
             .is_none());
-        assert_eq!(saw, Some(std::process::id()));
+        assert_eq!(saw, Some(Some(std::process::id())));
+        assert_eq!(other.holder_pid(0), Some(std::process::id()));
         drop(guard);
+        assert_eq!(other.holder_pid(0), None);
         assert!(other.try_lock(0).unwrap().is_some());
     }
 

@@ -4,7 +4,6 @@
 
 use std::fmt;
 use std::marker::PhantomData;
-use std::sync::atomic::Ordering;
 use std::time::Duration;
 
 use super::element::{load, store, ElementType, ShmSafe};
@@ -180,10 +179,12 @@ impl<T: ShmSafe> Cells<T> {
         }
         let deadline = Deadline::after(self.timeout);
         let guard = self.segment.lock(0, &deadline, |_| {})?.ok_or_else(|| {
-            let holder = self.segment.slot(0).holder_pid.load(Ordering::Relaxed);
             deadline.timeout(format!(
-                "the lock on segment {} stayed held by pid {holder}",
-                self.name()
+                "the lock on segment {} stayed held by {}",
+                self.name(),
+                self.segment
+                    .holder_pid(0)
+                    .map_or("another process".to_owned(), |pid| format!("pid {pid}"))
             ))
         })?;
         Ok(guard)

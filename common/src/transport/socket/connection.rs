@@ -81,7 +81,7 @@ impl Listener {
                         Error::InUse {
                             what: "address",
                             name: addr.to_string(),
-                            pid: 0,
+                            pid: None,
                         }
                     } else {
                         Error::io(format!("listen on {addr}"), e)

@@ -132,7 +132,7 @@ impl Transport for Socket {
                     witness,
                 })
             }
-            a if a == protocol::NAK => Err(Error::rejected_by(consumer_pid)),
+            a if a == protocol::NAK => Err(Error::rejected_by(Some(consumer_pid))),
             _ => Err(Error::BadMessage {
                 peer: Role::Consumer,
                 reason: "the answer is neither ACK nor NAK".into(),

@@ -68,7 +68,7 @@ pub(super) fn bind_unix(path: &Path, name: &Name) -> Result<Listener> {
     Err(Error::InUse {
         what: "socket",
         name: name.to_string(),
-        pid: 0,
+        pid: None,
     })
 }
 
@@ -94,10 +94,11 @@ fn lock_dir(dir: &Path) -> Result<File> {
 /// What is at a socket path.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Probe {
-    /// A process listens there (its pid from `SO_PEERCRED`, 0 if unknown).
+    /// A process listens there.
     Listening {
-        /// The listener's pid.
-        pid: u32,
+        /// The listener's pid, from `SO_PEERCRED` (`None` if the kernel does
+        /// not say).
+        pid: Option<u32>,
     },
     /// A socket file nobody listens on: left by a dead producer.
     Stale,
@@ -139,7 +140,8 @@ pub fn probe(path: &Path) -> Result<Probe> {
     match UnixStream::connect(path) {
         Ok(probe) => Ok(Probe::Listening {
             pid: sockopt::socket_peercred(probe.as_fd())
-                .map_or(0, |cred| cred.pid.as_raw_nonzero().get() as u32),
+                .ok()
+                .map(|cred| cred.pid.as_raw_nonzero().get() as u32),
         }),
         Err(e) if e.kind() == io::ErrorKind::ConnectionRefused => Ok(Probe::Stale),
         Err(e) => Err(Error::io(format!("probe {}", path.display()), e)),
