@@ -1,5 +1,4 @@
-//! The `consumer` binary's command line: its flags, and one clear line on
-//! stderr with the right exit code for bad input or a missing producer.
+//! The `consumer` binary's command line: its flags, exit codes, one-line errors.
 //!
 //! Being an integration test of this package also makes `cargo test
 //! --workspace` build the `consumer` executable before any test runs, which

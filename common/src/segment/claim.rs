@@ -1,6 +1,7 @@
-//! The consumer's claim on a segment: it records its pid and start time in
-//! the header, so the producer can tell whether its reader is still alive and
-//! a second consumer is refused.
+//! The consumer's claim on a segment, and whether the claimant still lives.
+//!
+//! The consumer records its pid and start time in the header, so the producer
+//! can tell whether its reader is still alive, and a second consumer is refused.
 
 use std::sync::atomic::Ordering;
 

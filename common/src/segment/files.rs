@@ -1,6 +1,7 @@
-//! Segment files as files: opening one of our paths safely, probing whether
-//! its creator lives, reading the pid its header records, and removing it
-//! when stale.
+//! Segment files as files: safe opening, owner probing, recorded pid, stale removal.
+//!
+//! These work on the file alone, without mapping it, so `producer --list` and
+//! `--clean` can judge a segment whose header is broken.
 
 use std::fs::{File, OpenOptions};
 use std::os::unix::fs::{FileExt, MetadataExt, OpenOptionsExt};

@@ -1,5 +1,7 @@
-//! A segment's life: created under a temporary name, published under its
-//! real one, opened by others, and removed when its owner drops it.
+//! A segment's life: create, publish, open, wait for it, and remove it on drop.
+//!
+//! It is created under a temporary name, published under its real one, opened
+//! by others, and removed when its owner drops it.
 
 use std::cell::Cell;
 use std::fs::OpenOptions;

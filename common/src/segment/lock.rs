@@ -1,5 +1,7 @@
-//! A slot's lock: taking its process-shared mutex with bounded waits,
-//! recording the holder, and releasing it through [`SlotGuard`].
+//! A slot's lock: its process-shared mutex, taken with bounded waits.
+//!
+//! The holder is recorded in the slot while it holds the mutex, and
+//! [`SlotGuard`] releases it.
 //!
 //! The mutex is raw_sync's pthread mutex, which is not robust: a holder that
 //! dies leaves it locked forever. So the holder records its pid and start

@@ -1,5 +1,6 @@
-//! Shared-memory segments: the [`Segment`] handle and what every part of its
-//! life shares.
+//! Shared-memory segments: the [`Segment`] handle, its accessors and re-exports.
+//!
+//! Each part of a segment's life has its own module:
 //!
 //! - `lifecycle`: creating, publishing, opening, waiting for and removing a
 //!   segment;

@@ -1,5 +1,6 @@
-//! A fixed number of `T` in shared memory: [`SharedArray`], Python's
-//! `multiprocessing.Array`, and its lock guard.
+//! [`SharedArray`]: a fixed number of `T` in shared memory (Python's `Array`).
+//!
+//! Also its lock guard, [`ArrayGuard`].
 
 use std::fmt;
 use std::ops::{Deref, DerefMut};

@@ -1,6 +1,7 @@
-//! The cells behind a value or an array: one segment holding `len` elements
-//! in slot 0's payload, its lock mode, and the checks an opener makes before
-//! trusting the header.
+//! The cells behind a value or an array: elements, lock mode, header checks.
+//!
+//! One segment holds `len` elements in slot 0's payload; its lock mode is
+//! recorded in the header, which an opener checks before trusting it.
 
 use std::fmt;
 use std::marker::PhantomData;

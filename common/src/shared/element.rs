@@ -1,5 +1,6 @@
-//! The element types a value or array can hold: their codes in the header,
-//! the [`ShmSafe`] marker, and one atomic load or store of an element.
+//! Element types: their header codes, the [`ShmSafe`] marker, atomic access.
+//!
+//! An element is read and written with one atomic load or store of its width.
 
 use std::fmt;
 use std::sync::atomic::{AtomicU16, AtomicU32, AtomicU64, AtomicU8, Ordering};

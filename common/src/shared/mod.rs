@@ -1,5 +1,7 @@
-//! Typed values and arrays in shared memory, as Python's
-//! `multiprocessing.Value` and `multiprocessing.Array`.
+//! Typed values and arrays in shared memory, like Python's `multiprocessing` ones.
+//!
+//! [`SharedValue`] and [`SharedArray`] work as Python's `multiprocessing.Value`
+//! and `multiprocessing.Array`. The parts:
 //!
 //! - `element`: the element types, their header codes, and the [`ShmSafe`]
 //!   marker for types that may live in shared memory;
@@ -7,6 +9,8 @@
 //!   lock mode ([`Lock`]) and the checks an opener makes;
 //! - `value`: [`SharedValue`], one element;
 //! - `array`: [`SharedArray`], a fixed number of elements.
+//!
+//! In Python's terms:
 //!
 //! | Python | Rust |
 //! |---|---|

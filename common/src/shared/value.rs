@@ -1,5 +1,6 @@
-//! One `T` in shared memory: [`SharedValue`], Python's
-//! `multiprocessing.Value`, and its lock guard.
+//! [`SharedValue`]: one `T` in shared memory (Python's `Value`).
+//!
+//! Also its lock guard, [`ValueGuard`].
 
 use std::fmt;
 use std::ops::{Deref, DerefMut};

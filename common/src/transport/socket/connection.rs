@@ -1,5 +1,7 @@
-//! Socket connections: where to listen ([`Endpoint`]), listening
-//! ([`Listener`]), and reading and writing a connection ([`Conn`]).
+//! Socket connections: endpoints, listeners, and bounded connection I/O.
+//!
+//! Where to listen is an [`Endpoint`], listening a [`Listener`], and reading
+//! and writing a connection a [`Conn`].
 //!
 //! The I/O is done with `read(2)`/`write(2)` on the socket's descriptor, not
 //! with `recv`/`send`, so the kernel's `/proc/self/io` counters witness every

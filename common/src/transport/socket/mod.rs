@@ -1,6 +1,7 @@
-//! The socket transports, Unix domain and TCP: the classic way, in which the
-//! payload is copied from the producer into the kernel (`write`) and from the
-//! kernel into the consumer (`read`).
+//! The socket transports (Unix domain and TCP), which copy through the kernel.
+//!
+//! This is the classic way, in which the payload is copied from the producer
+//! into the kernel (`write`) and from the kernel into the consumer (`read`).
 //!
 //! - `protocol`: the wire protocol (hello, message header, answer), also
 //!   described in `docs/segment-format.md`;

@@ -1,5 +1,4 @@
-//! Unix socket files: publishing one safely, telling a live one from a stale
-//! one, and removing the stale ones.
+//! Unix socket files: safe publication, liveness probes and stale removal.
 //!
 //! The Unix socket is bound under a temporary name, made mode 0600, and
 //! renamed into place with `RENAME_NOREPLACE`, while holding a `flock` on the
