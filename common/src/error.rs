@@ -99,12 +99,12 @@ pub enum Error {
     },
 
     /// The peer process died at a point where it matters.
-    #[error("{role} pid {pid} died {when}")]
+    #[error("{} died {when}", peer_label(*role, *pid))]
     PeerDied {
         /// The role of the dead process.
         role: Role,
-        /// Its pid.
-        pid: u32,
+        /// Its pid, when it was recorded.
+        pid: Option<u32>,
         /// What it was doing, e.g. "while holding the lock on segment p1p2".
         when: String,
     },
@@ -216,12 +216,12 @@ pub enum Error {
         reason: String,
     },
 
-    /// The raw_sync mutex reported an error other than a timeout.
+    /// A slot's mutex is broken (not a robust mutex, or unrecoverable).
     #[error("lock on segment {name}: {reason}")]
     Lock {
         /// The segment name.
         name: String,
-        /// raw_sync's message.
+        /// What is wrong with it.
         reason: String,
     },
 
@@ -294,6 +294,14 @@ fn signal_name(signal: i32) -> String {
         libc::SIGTERM => "SIGTERM".into(),
         libc::SIGHUP => "SIGHUP".into(),
         other => format!("signal {other}"),
+    }
+}
+
+/// "producer pid 42", or "the producer" when the pid is unknown.
+pub fn peer_label(role: Role, pid: Option<u32>) -> String {
+    match pid {
+        Some(pid) => format!("{role} pid {pid}"),
+        None => format!("the {role}"),
     }
 }
 

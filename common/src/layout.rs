@@ -17,8 +17,9 @@
 //! returns the [`Geometry`] the reader then uses, and every later read of a
 //! slot's length is checked against that geometry.
 
-use std::cell::UnsafeCell;
 use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
+
+use crate::segment::mutex::RawMutexBytes;
 
 #[cfg(target_endian = "big")]
 compile_error!("the segment format is little-endian; big-endian targets are not supported");
@@ -26,8 +27,10 @@ compile_error!("the segment format is little-endian; big-endian targets are not 
 /// `b"P1P2SHM\0"` read as a little-endian u64. Written last by the creator.
 pub const MAGIC: u64 = u64::from_le_bytes(*b"P1P2SHM\0");
 
-/// The layout version this code reads and writes.
-pub const VERSION: u32 = 1;
+/// The layout version this code reads and writes. Version 2 packs each
+/// process identity (pid and start time) into one 64-bit word, puts a
+/// robust mutex in each slot, and adds the Taken state.
+pub const VERSION: u32 = 2;
 
 /// Size of the header page; slot 0's payload starts here.
 pub const HEADER_SIZE: usize = 4096;
@@ -41,8 +44,9 @@ pub const SLOT_SIZE: usize = 128;
 /// Offset of the mutex inside a slot control block.
 pub const LOCK_OFFSET: usize = 64;
 
-/// Bytes reserved for the mutex (raw_sync's pthread mutex uses 40).
-pub const LOCK_SIZE: usize = 64;
+/// Bytes reserved for the mutex (glibc's `pthread_mutex_t` uses 40 on
+/// x86-64, 48 on aarch64).
+pub const LOCK_SIZE: usize = crate::segment::mutex::MUTEX_BYTES;
 
 /// The most slots that fit in the header page.
 pub const MAX_SLOTS: u32 = ((HEADER_SIZE - SLOTS_OFFSET) / SLOT_SIZE) as u32;
@@ -113,9 +117,12 @@ pub mod state {
     pub const ACKED: u32 = 2;
     /// The consumer found the payload bad (CRC mismatch or decode failure).
     pub const REJECTED: u32 = 3;
-    /// The producer gave up (a signal, a timeout, an error) before the
-    /// consumer acknowledged: the payload must not be used.
+    /// The producer gave up (a signal, a timeout, an error, a dead consumer)
+    /// before the consumer acknowledged, or died while writing the payload:
+    /// the payload must not be used.
     pub const WITHDRAWN: u32 = 4;
+    /// A consumer holds the lock and is reading the payload.
+    pub const TAKEN: u32 = 5;
 }
 
 /// The global header at offset 0 (128 bytes).
@@ -144,12 +151,17 @@ pub struct Header {
     pub elem_count: AtomicU64,
     /// Pid of the process that created the segment.
     pub producer_pid: AtomicU32,
-    /// Pid of the consumer that claimed the segment, 0 while unclaimed.
-    pub consumer_pid: AtomicU32,
-    /// Start time of the producer (clock ticks after boot, `/proc/PID/stat` field 22).
+    /// Zero.
+    pub reserved1: AtomicU32,
+    /// Start time of the producer (clock ticks after boot, `/proc/PID/stat`
+    /// field 22). Written once, before the magic.
     pub producer_start: AtomicU64,
-    /// Start time of the consumer, as for the producer.
-    pub consumer_start: AtomicU64,
+    /// The consumer that claimed the segment, as an [`Ident`] word (pid and
+    /// start time in one atomic, so no reader pairs one process's pid with
+    /// another's start time); 0 while unclaimed.
+    ///
+    /// [`Ident`]: crate::liveness::Ident
+    pub consumer: AtomicU64,
     /// Bits from [`flags`]; 0 for transfer segments.
     pub flags: AtomicU32,
     /// Zero.
@@ -168,22 +180,25 @@ pub struct Slot {
     pub crc32: AtomicU32,
     /// Bytes of payload in the slot.
     pub len: AtomicU64,
-    /// Incremented by the producer for every payload written.
+    /// A sequence lock over the payload: odd while the producer writes it,
+    /// even (and two more than before) once it is complete. A reader that
+    /// sees the same even value before and after reading saw no write.
     pub seq: AtomicU64,
-    /// Pid of the process holding the mutex, 0 when free.
-    pub holder_pid: AtomicU32,
+    /// The process holding the mutex, as an [`Ident`] word; 0 when free or
+    /// not yet recorded (just after locking).
+    ///
+    /// [`Ident`]: crate::liveness::Ident
+    pub holder: AtomicU64,
     /// Zero.
-    pub reserved0: AtomicU32,
-    /// Start time of the holder (as `Header::producer_start`).
-    pub holder_start: AtomicU64,
-    /// Zero.
-    pub reserved: [AtomicU64; 3],
-    /// The process-shared pthread mutex, initialised by raw_sync.
-    pub lock: UnsafeCell<[u8; LOCK_SIZE]>,
+    pub reserved: [AtomicU64; 4],
+    /// The robust, process-shared pthread mutex.
+    pub lock: RawMutexBytes,
 }
 
 const _: () = assert!(std::mem::size_of::<Header>() == SLOTS_OFFSET);
 const _: () = assert!(std::mem::offset_of!(Header, flags) == 80);
+const _: () = assert!(std::mem::offset_of!(Header, consumer) == 72);
+const _: () = assert!(std::mem::offset_of!(Slot, holder) == 24);
 const _: () = assert!(std::mem::size_of::<Slot>() == SLOT_SIZE);
 const _: () = assert!(std::mem::offset_of!(Slot, lock) == LOCK_OFFSET);
 const _: () = assert!(std::mem::align_of::<Header>() <= PAGE as usize);
@@ -559,7 +574,7 @@ mod tests {
     fn bytes_round_trip_through_the_documented_offsets() {
         let mut bytes = vec![0u8; 128];
         bytes[0..8].copy_from_slice(b"P1P2SHM\0");
-        bytes[8..12].copy_from_slice(&1u32.to_le_bytes());
+        bytes[8..12].copy_from_slice(&VERSION.to_le_bytes());
         bytes[12..16].copy_from_slice(&4096u32.to_le_bytes());
         bytes[16..24].copy_from_slice(&10_000u64.to_le_bytes());
         bytes[24..32].copy_from_slice(&12_288u64.to_le_bytes());

@@ -28,6 +28,8 @@ pub mod bench;
 pub mod cli;
 pub mod compare;
 pub mod error;
+pub mod failpoint;
+pub mod handoff;
 pub mod inventory;
 pub mod layout;
 pub mod ledger;

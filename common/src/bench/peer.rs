@@ -496,7 +496,6 @@ fn open_segment(spec: &Spec, name: &Name, slots: u32, min_capacity: u64) -> Resu
         });
     }
     segment.check_size(g.file_len().unwrap_or(u64::MAX))?;
-    segment.claim()?;
     Ok(segment)
 }
 
@@ -542,14 +541,14 @@ fn peer_alive(segment: &Segment, role: Role) -> Result<()> {
         Role::Producer => match segment.dead_consumer() {
             Some(pid) => Err(Error::PeerDied {
                 role: Role::Consumer,
-                pid,
+                pid: Some(pid),
                 when: format!("during the benchmark on segment {}", segment.name()),
             }),
             None => Ok(()),
         },
         Role::Consumer if !segment.owner_alive() => Err(Error::PeerDied {
             role: Role::Producer,
-            pid: segment.producer_pid(),
+            pid: Some(segment.producer_pid()),
             when: format!("during the benchmark on segment {}", segment.name()),
         }),
         Role::Consumer => Ok(()),
@@ -725,6 +724,7 @@ fn shm_receiver(spec: &Spec) -> Result<PeerReport> {
         _ => 1,
     };
     let segment = open_segment(spec, &spec.segment_name()?, slots, spec.bytes)?;
+    let _claim = segment.claim()?;
     let expected = Expected::for_size(spec.payload_len());
     let mut tally = Tally::new(spec);
     loop {
@@ -775,6 +775,7 @@ fn shm_cold_receiver(spec: &Spec) -> Result<PeerReport> {
     loop {
         let seq = tally.next_seq();
         let segment = open_segment(spec, &cold_name(spec, seq)?, 1, 8)?;
+        let _claim = segment.claim()?;
         if let Got::Stop = read_slot(&segment, 0, &expected, seq, spec)? {
             break;
         }
@@ -822,6 +823,7 @@ fn shm_ping(spec: &Spec) -> Result<PeerReport> {
 /// shm latency, receiver: reads each message and writes a reply.
 fn shm_pong(spec: &Spec) -> Result<PeerReport> {
     let segment = open_segment(spec, &spec.segment_name()?, 2, spec.bytes)?;
+    let _claim = segment.claim()?;
     let mut reply = pattern(spec.payload_len());
     let expected = Expected::of_pattern(&mut reply.as_slice().to_vec());
     let mut tally = Tally::new(spec);

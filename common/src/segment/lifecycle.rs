@@ -11,15 +11,14 @@ use std::path::{Path, PathBuf};
 use std::sync::atomic::Ordering;
 
 use memmap2::MmapOptions;
-use raw_sync::locks::{LockInit, Mutex};
 use rustix::fs::{flock, FlockOperation};
 
 use super::files::{open_existing, remove_if_stale, Stale};
-use super::lock::mutex_looks_initialised;
+use super::mutex::RobustMutex;
 use super::{is_not_found, Segment};
 use crate::error::{Error, IoContext, Result};
-use crate::layout::{Geometry, HEADER_SIZE, LOCK_SIZE, MAGIC, MAX_SEGMENT_BYTES};
-use crate::liveness;
+use crate::layout::{Geometry, HEADER_SIZE, MAGIC, MAX_SEGMENT_BYTES};
+use crate::liveness::Ident;
 use crate::name::{Name, SHM_DIR};
 use crate::wait::Deadline;
 
@@ -87,32 +86,26 @@ impl Segment {
                 return Err(Error::io(format!("map {path}"), e));
             }
         };
-        let mut segment = Segment {
+        let me = Ident::me();
+        let segment = Segment {
             name: name.clone(),
             file,
             map,
             geometry,
-            locks: Vec::new(),
             owner: Some(owner),
-            me: (std::process::id(), liveness::own_start_time()),
+            me: me.to_word(),
         };
-        segment.header().init(&geometry, segment.me.0, segment.me.1);
+        segment.header().init(&geometry, me.pid, me.start);
         for slot in 0..geometry.slot_count as usize {
-            let (lock_ptr, data_ptr) = segment.lock_and_data(slot);
-            // SAFETY: `lock_ptr` points at LOCK_SIZE bytes inside our mapping,
-            // 8-aligned (the slot block is at a multiple of 128 in a page-aligned
-            // map), which no other process can see yet: the file has a private
-            // temporary name and its magic is not written. raw_sync's
-            // `Mutex::new` initialises the pthread mutex in place, so it must
-            // run exactly once, before anyone else can use the mutex: this is
-            // that single, first initialisation.
-            let (lock, used) =
-                unsafe { Mutex::new(lock_ptr, data_ptr) }.map_err(|e| Error::Lock {
-                    name: name.to_string(),
-                    reason: e.to_string(),
-                })?;
-            assert!(used <= LOCK_SIZE, "raw_sync's mutex outgrew its slot");
-            segment.locks.push(lock);
+            // SAFETY: the mutex bytes lie inside our mapping, 8-aligned (the
+            // slot block is at a multiple of 128 in a page-aligned map), and
+            // no other process can see them yet: the file has a private
+            // temporary name and its magic is not written. This is their
+            // single, first initialisation.
+            unsafe { RobustMutex::init(&segment.slot(slot).lock) }.map_err(|e| Error::Lock {
+                name: name.to_string(),
+                reason: format!("slot {slot}'s lock: {e}"),
+            })?;
         }
         // Release: pairs with the Acquire load in `Header::snapshot` of every
         // opener; the header fields and mutexes written above are visible to
@@ -207,31 +200,23 @@ impl Segment {
             file,
             map,
             geometry: Geometry::new(crate::layout::Kind::Transfer, 0, 1),
-            locks: Vec::new(),
             owner: None,
-            me: (std::process::id(), liveness::own_start_time()),
+            me: Ident::me().to_word(),
         };
         // The file may have shrunk since `metadata()`; check again right before
         // the first access, so a truncated file is an error and not a SIGBUS.
         segment.check_size(HEADER_SIZE as u64)?;
         segment.geometry = segment.header().snapshot().check(file_len).map_err(bad)?;
         for slot in 0..segment.geometry.slot_count as usize {
-            let (lock_ptr, data_ptr) = segment.lock_and_data(slot);
-            if !mutex_looks_initialised(segment.slot(slot)) {
-                return Err(bad(format!(
-                    "slot {slot}'s lock is not a process-shared mutex"
-                )));
+            // SAFETY: the magic was checked with Acquire ordering, so the
+            // creator's initialisation of these bytes happened before; they
+            // lie inside the mapping (slot < slot_count <= MAX_SLOTS, all
+            // within the header page whose presence `check_size` confirmed)
+            // and are 8-aligned. `open` checks that they hold a robust,
+            // process-shared mutex.
+            if let Err(e) = unsafe { RobustMutex::open(&segment.slot(slot).lock) } {
+                return Err(bad(format!("slot {slot}'s lock: {e}")));
             }
-            // SAFETY: the magic was checked with Acquire ordering, so the creator's
-            // `Mutex::new` on these bytes happened before; `lock_ptr` is inside the
-            // mapping (slot < slot_count <= MAX_SLOTS, all within the header page
-            // whose presence `check_size` confirmed) and 8-aligned.
-            let (lock, _) =
-                unsafe { Mutex::from_existing(lock_ptr, data_ptr) }.map_err(|e| Error::Lock {
-                    name: name.to_string(),
-                    reason: e.to_string(),
-                })?;
-            segment.locks.push(lock);
         }
         Ok(segment)
     }

@@ -1,45 +1,63 @@
-//! A slot's lock: its process-shared mutex, taken with bounded waits.
+//! A slot's lock: its robust mutex, taken with bounded waits that end at CLOCK_MONOTONIC deadlines.
 //!
-//! The holder is recorded in the slot while it holds the mutex, and
-//! [`SlotGuard`] releases it.
+//! [`Segment::lock`] sleeps in `pthread_mutex_clocklock` in slices of at
+//! most [`SLICE`], checking for signals between slices, so SIGINT is noticed
+//! within a slice and the deadline holds whatever the wall clock does. A
+//! holder that dies wakes the sleeper at once: the mutex is robust, and the
+//! waiter gets it with [`Recovered`] set, naming the dead holder when it had
+//! recorded itself. The protocol above then decides what the dead holder
+//! left: the lock only says that it died.
 //!
-//! The mutex is raw_sync's pthread mutex, which is not robust: a holder that
-//! dies leaves it locked forever. So the holder records its pid and start
-//! time in the slot, and a waiter checks between slices that the holder still
-//! lives, failing with [`Error::PeerDied`] instead of hanging.
+//! The holder records its [`Ident`] in the slot right after locking and
+//! clears it right before unlocking, for messages ("held by pid N").
 
 use std::sync::atomic::Ordering;
-use std::time::Duration;
 
-use raw_sync::locks::Mutex;
-use raw_sync::Timeout;
-
+use super::mutex::{monotonic_after, Acquired, MutexError, RobustMutex};
 use super::Segment;
-use crate::error::{Error, Result, Role};
-use crate::layout::{Slot, LOCK_SIZE};
-use crate::liveness;
+use crate::error::{Error, Result};
+use crate::layout::Slot;
+use crate::liveness::Ident;
 use crate::signals;
-use crate::wait::Deadline;
+use crate::wait::{Deadline, SLICE};
+
+/// The lock was taken from a holder that died holding it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Recovered {
+    /// The dead holder, if it had recorded itself (it records itself right
+    /// after locking and clears the record right before unlocking).
+    pub holder: Option<Ident>,
+}
 
 impl Segment {
+    /// Slot `i`'s mutex.
+    fn mutex(&self, i: usize) -> RobustMutex<'_> {
+        // SAFETY: `create` initialised every slot's mutex before publishing
+        // the segment, and `open` checked every slot's mutex with
+        // `RobustMutex::open` after reading the magic with Acquire; the
+        // mapping lives as long as `self`.
+        unsafe { RobustMutex::opened(&self.slot(i).lock) }
+    }
+
     /// Takes slot `i`'s mutex if it is free, without waiting.
     ///
     /// # Errors
-    /// [`Error::Lock`] if raw_sync reports anything but "busy".
+    /// [`Error::Lock`] if the mutex is broken (see [`Segment::lock`]).
     pub fn try_lock(&self, i: usize) -> Result<Option<SlotGuard<'_>>> {
-        self.lock_slice(i, Duration::ZERO)
+        let got = self.mutex(i).try_lock().map_err(|e| self.lock_error(i, e))?;
+        Ok(got.map(|how| self.acquired(i, how)))
     }
 
-    /// Takes slot `i`'s mutex, waiting at most until `deadline` (`Ok(None)` then).
+    /// Takes slot `i`'s mutex, waiting at most until `deadline` (`Ok(None)`
+    /// then). A holder's death ends the wait at once, with the guard's
+    /// [`SlotGuard::recovered`] set.
     ///
-    /// `on_wait` runs once, with the holder's pid (`None` if not recorded
-    /// yet), if the lock is busy at first.
-    /// While waiting, the holder's liveness is checked about once a second.
+    /// `on_wait` runs once, with the holder's pid (`None` if not recorded),
+    /// if the lock is busy at first.
     ///
     /// # Errors
-    /// [`Error::PeerDied`] if the holder died holding the lock (the mutex is not
-    /// robust, so it would stay locked forever), [`Error::Interrupted`] on a
-    /// signal, [`Error::Lock`] on any other mutex error.
+    /// [`Error::Interrupted`] on a signal, [`Error::Lock`] if the mutex is
+    /// not a robust mutex or was made unrecoverable.
     pub fn lock(
         &self,
         i: usize,
@@ -50,94 +68,55 @@ impl Segment {
             return Ok(Some(guard));
         }
         on_wait(self.holder_pid(i));
+        let mutex = self.mutex(i);
         loop {
             signals::check()?;
-            self.check_holder(i)?;
             let Some(left) = deadline.remaining() else {
                 return Ok(None);
             };
-            // raw_sync adds the sub-second part of a timeout to the current
-            // time's nanoseconds without carrying into the seconds, so only
-            // whole seconds are safe. Below one second left, poll with zero
-            // timeouts instead.
-            let guard = if left >= Duration::from_secs(1) {
-                self.lock_slice(i, Duration::from_secs(1))?
-            } else {
-                let guard = self.lock_slice(i, Duration::ZERO)?;
-                if guard.is_none() {
-                    std::thread::sleep(left.min(Duration::from_millis(5)));
-                }
-                guard
-            };
-            if guard.is_some() {
-                return Ok(guard);
+            let until = monotonic_after(left.min(SLICE));
+            if let Some(how) = mutex.lock_until(until).map_err(|e| self.lock_error(i, e))? {
+                return Ok(Some(self.acquired(i, how)));
             }
         }
     }
 
-    /// The pid recorded as holding slot `i`'s mutex: `None` when it is free,
-    /// or taken but its holder not recorded yet (a moment after locking).
+    /// The process recorded as holding slot `i`'s mutex: `None` when it is
+    /// free, or taken but its holder not recorded yet.
     ///
     /// # Panics
     /// If `i` is not below the slot count.
+    pub fn holder(&self, i: usize) -> Option<Ident> {
+        Ident::from_word(self.slot(i).holder.load(Ordering::Relaxed))
+    }
+
+    /// The pid of [`Segment::holder`].
     pub fn holder_pid(&self, i: usize) -> Option<u32> {
-        Some(self.slot(i).holder_pid.load(Ordering::Relaxed)).filter(|&pid| pid != 0)
+        self.holder(i).map(|id| id.pid)
     }
 
-    /// One timed attempt; `Ok(None)` when it timed out.
-    fn lock_slice(&self, i: usize, slice: Duration) -> Result<Option<SlotGuard<'_>>> {
-        let lock = &self.locks[i];
-        match lock.try_lock(Timeout::Val(slice)) {
-            Ok(guard) => {
-                // We release explicitly in `SlotGuard::drop`: raw_sync's guard
-                // would `unwrap()` a failed unlock and panic in a drop.
-                std::mem::forget(guard);
-                let slot = self.slot(i);
-                slot.holder_pid.store(self.me.0, Ordering::Relaxed);
-                slot.holder_start.store(self.me.1, Ordering::Relaxed);
-                Ok(Some(SlotGuard {
-                    segment: self,
-                    slot: i,
-                }))
-            }
-            // raw_sync reports errors as strings that end in the errno.
-            Err(e) if errno_of(&e.to_string()) == Some(libc::ETIMEDOUT) => Ok(None),
-            Err(e) => Err(Error::Lock {
-                name: self.name.to_string(),
-                reason: e.to_string(),
-            }),
+    /// Records this process as the holder of slot `i`'s mutex, which it has
+    /// just taken, and returns the guard.
+    fn acquired(&self, i: usize, how: Acquired) -> SlotGuard<'_> {
+        let slot = self.slot(i);
+        // Relaxed: the mutex orders these stores with every other holder's;
+        // a waiter that reads the word without the mutex only prints it.
+        let before = slot.holder.swap(self.me, Ordering::Relaxed);
+        let recovered = (how == Acquired::OwnerDied).then(|| Recovered {
+            holder: Ident::from_word(before),
+        });
+        SlotGuard {
+            segment: self,
+            slot: i,
+            recovered,
         }
     }
 
-    /// Fails with [`Error::PeerDied`] if slot `i`'s lock holder has died.
-    fn check_holder(&self, i: usize) -> Result<()> {
-        let pid = self.holder_pid(i);
-        let start = self.slot(i).holder_start.load(Ordering::Relaxed);
-        let producer = self.producer_pid();
-        // Locked but the holder not recorded yet: only the creator can be in
-        // that window (it locks before publishing).
-        let holder = pid.unwrap_or(producer);
-        let dead = if holder == producer {
-            !self.owner_alive()
-        } else {
-            !liveness::is_alive(holder, start)
-        };
-        if dead {
-            // Re-read: the holder may have released just now and died later.
-            if self.holder_pid(i) != pid {
-                return Ok(());
-            }
-            return Err(Error::PeerDied {
-                role: if holder == producer {
-                    Role::Producer
-                } else {
-                    Role::Consumer
-                },
-                pid: holder,
-                when: format!("while holding the lock on segment {}", self.name),
-            });
+    fn lock_error(&self, i: usize, e: MutexError) -> Error {
+        Error::Lock {
+            name: self.name.to_string(),
+            reason: format!("slot {i}'s lock: {e}"),
         }
-        Ok(())
     }
 }
 
@@ -145,12 +124,18 @@ impl Segment {
 pub struct SlotGuard<'a> {
     segment: &'a Segment,
     slot: usize,
+    recovered: Option<Recovered>,
 }
 
 impl SlotGuard<'_> {
     /// The slot's control block.
     pub fn slot(&self) -> &Slot {
         self.segment.slot(self.slot)
+    }
+
+    /// Set when the lock was taken from a holder that died holding it.
+    pub fn recovered(&self) -> Option<Recovered> {
+        self.recovered
     }
 
     /// The first `len` bytes of the payload, read-only.
@@ -167,21 +152,25 @@ impl SlotGuard<'_> {
 
     /// Like [`payload`](Self::payload) without its `fstat` (half a
     /// microsecond): for loops that take the lock many times, after one
-    /// [`Segment::check_size`] of the whole file. A file truncated later
-    /// raises SIGBUS on access, as it can between the check and the access in
-    /// [`payload`](Self::payload) too.
+    /// [`Segment::check_size`] of the whole file. A file truncated later is
+    /// caught by the segment's SIGBUS guard (see [`Segment::check_intact`]).
     ///
     /// # Errors
     /// [`Error::BadSegment`] if `len` exceeds the capacity.
     pub fn payload_prechecked(&self, len: u64) -> Result<&[u8]> {
         self.check_capacity(len)?;
         // SAFETY: offset + len <= file length (geometry checked against the
-        // file size at open, `len` against the capacity just now, and the
-        // caller checked the file still holds that many bytes). The
-        // slice lives no longer than the guard, during which cooperating
-        // processes do not write the slot. A process that ignores the lock can
-        // change these bytes under us; `u8` has no invalid values, and the
-        // readers treat the bytes as untrusted (CRC-32 and sequence checks).
+        // file size at open, `len` against the capacity just now). The
+        // slice lives no longer than the guard, that is while this process
+        // holds the slot's lock. Every process that follows the protocol
+        // writes a slot's payload only while it holds that lock and the
+        // state is Empty, so nobody writes these bytes while the slice
+        // lives. That is the named segment's trust boundary: a process of
+        // the same user that ignores the protocol could still write them,
+        // and then this reference would not be sound; the sealed memfd
+        // transport is the way to share with processes one does not trust.
+        // A truncation (which unmaps rather than writes) is caught by the
+        // segment's SIGBUS guard, which puts zero pages in place.
         Ok(
             unsafe {
                 std::slice::from_raw_parts(self.segment.payload_ptr(self.slot), len as usize)
@@ -204,8 +193,10 @@ impl SlotGuard<'_> {
     /// same condition as [`payload_prechecked`](Self::payload_prechecked).
     pub fn payload_mut_prechecked(&mut self) -> &mut [u8] {
         let capacity = self.segment.geometry.capacity as usize;
-        // SAFETY: as in `payload_prechecked`; and `&mut self` makes this the
-        // only reference into the slot from this process while the guard lives.
+        // SAFETY: as in `payload_prechecked`: the lock keeps every process
+        // that follows the protocol away from the payload while the guard
+        // lives, and `&mut self` makes this the only reference into the slot
+        // from this process.
         unsafe { std::slice::from_raw_parts_mut(self.segment.payload_ptr(self.slot), capacity) }
     }
 
@@ -230,54 +221,11 @@ impl SlotGuard<'_> {
 
 impl Drop for SlotGuard<'_> {
     fn drop(&mut self) {
-        let slot = self.slot();
-        slot.holder_pid.store(0, Ordering::Relaxed);
-        slot.holder_start.store(0, Ordering::Relaxed);
-        // An unlock can only fail for a mutex that is not ours, which the guard
-        // rules out; there is nothing useful to do with such an error in drop.
-        let _ = self.segment.locks[self.slot].release();
-    }
-}
-
-/// A raw_sync error string ends in ": <errno>".
-fn errno_of(message: &str) -> Option<i32> {
-    message.rsplit(':').next()?.trim().parse().ok()
-}
-
-/// Checks the part of a pthread mutex that `pthread_mutex_init` sets and no
-/// lock operation changes (glibc's `__kind` word at offset 16), against a
-/// freshly initialised one. Catches a header page of garbage before it reaches
-/// `pthread_mutex_timedlock`.
-pub(super) fn mutex_looks_initialised(slot: &Slot) -> bool {
-    #[cfg(all(target_os = "linux", target_env = "gnu"))]
-    {
-        use raw_sync::locks::LockInit;
-        use std::sync::OnceLock;
-        static TEMPLATE: OnceLock<[u8; 4]> = OnceLock::new();
-        let template = TEMPLATE.get_or_init(|| {
-            #[repr(C, align(8))]
-            struct Area([u8; LOCK_SIZE]);
-            let mut area = Area([0; LOCK_SIZE]);
-            let ptr = area.0.as_mut_ptr();
-            // SAFETY: `area` is a private, 8-aligned buffer large enough for a
-            // pthread mutex; nothing else uses it, and it outlives the lock object,
-            // which is dropped at once (raw_sync's Drop does nothing).
-            let _ = unsafe { Mutex::new(ptr, ptr) };
-            area.0[16..20].try_into().unwrap()
-        });
-        // SAFETY: reading 4 bytes of the lock area, which lies inside the
-        // mapping. Another process may be locking the mutex concurrently, but it
-        // only writes the first 16 bytes (lock word, count, owner, users).
-        let kind: [u8; 4] = unsafe { std::ptr::read_volatile(slot.lock.get() as *const [u8; 20]) }
-            [16..20]
-            .try_into()
-            .unwrap();
-        kind == *template
-    }
-    #[cfg(not(all(target_os = "linux", target_env = "gnu")))]
-    {
-        let _ = slot;
-        true
+        self.slot().holder.store(0, Ordering::Relaxed);
+        // An unlock fails only for a mutex this thread does not hold, which
+        // the guard rules out; there is nothing useful to do with such an
+        // error in a drop.
+        let _ = self.segment.mutex(self.slot).unlock();
     }
 }
 
@@ -286,15 +234,10 @@ mod tests {
     use super::*;
     use crate::layout::{Geometry, Kind};
     use crate::name::Name;
+    use std::time::Duration;
 
     fn name(tag: &str) -> Name {
         Name::new(&format!("unit-{tag}-{}", std::process::id())).unwrap()
-    }
-
-    #[test]
-    fn raw_sync_errors_carry_their_errno() {
-        assert_eq!(errno_of("Failed to acquire mutex : 110"), Some(110));
-        assert_eq!(errno_of("nothing"), None);
     }
 
     #[test]
@@ -304,21 +247,49 @@ mod tests {
         seg.publish().unwrap();
         let other = Segment::open(&name).unwrap();
         let guard = seg.try_lock(0).unwrap().expect("free lock");
-        assert_eq!(
-            guard.slot().holder_pid.load(Ordering::Relaxed),
-            std::process::id()
-        );
-        let deadline = Deadline::after(Duration::from_millis(300));
-        let mut saw = None;
-        assert!(other
-            .lock(0, &deadline, |pid| saw = Some(pid))
+        assert_eq!(guard.recovered(), None);
+        assert_eq!(seg.holder(0), Some(Ident::me()));
+        // Another thread: a robust mutex knows its owner thread.
+        let waited = std::thread::scope(|s| {
+            s.spawn(|| {
+                let deadline = Deadline::after(Duration::from_millis(300));
+                let mut saw = None;
+                let got = other.lock(0, &deadline, |pid| saw = Some(pid)).unwrap();
+                (got.is_none(), saw, deadline.elapsed())
+            })
+            .join()
             .unwrap()
-            .is_none());
-        assert_eq!(saw, Some(Some(std::process::id())));
-        assert_eq!(other.holder_pid(0), Some(std::process::id()));
+        });
+        assert!(waited.0, "took a held lock");
+        assert_eq!(waited.1, Some(Some(std::process::id())));
+        assert!(waited.2 >= Duration::from_millis(300));
         drop(guard);
         assert_eq!(other.holder_pid(0), None);
         assert!(other.try_lock(0).unwrap().is_some());
+    }
+
+    #[test]
+    fn a_holder_that_dies_is_named_and_the_lock_stays_usable() {
+        let name = name("dead");
+        let seg = Segment::create(&name, Geometry::new(Kind::Transfer, 10, 1)).unwrap();
+        seg.publish().unwrap();
+        let other = Segment::open(&name).unwrap();
+        // A thread that ends holding the lock dies holding it, for the
+        // robust mutex as for a killed process.
+        std::thread::scope(|s| {
+            s.spawn(|| std::mem::forget(other.try_lock(0).unwrap().unwrap()));
+        });
+        let deadline = Deadline::after(Duration::from_secs(10));
+        let guard = seg.lock(0, &deadline, |_| {}).unwrap().unwrap();
+        assert_eq!(
+            guard.recovered(),
+            Some(Recovered {
+                holder: Some(Ident::me())
+            })
+        );
+        drop(guard);
+        let again = seg.try_lock(0).unwrap().unwrap();
+        assert_eq!(again.recovered(), None, "the mutex was not made consistent");
     }
 
     #[test]

@@ -4,6 +4,7 @@
 //!
 //! - `lifecycle`: creating, publishing, opening, waiting for and removing a
 //!   segment;
+//! - `mutex`: the robust, process-shared mutex with monotonic deadlines;
 //! - `lock`: taking and releasing a slot's mutex ([`SlotGuard`]);
 //! - `claim`: the consumer's claim on a segment, and its liveness;
 //! - `files`: opening, inspecting and removing segment files.
@@ -26,18 +27,16 @@
 //!   refused.
 //! - **Nothing is left behind.** Dropping the owner's [`Segment`] unlinks its file
 //!   (after a normal run, an error, or a signal turned into an error).
-//! - **Every lock wait is bounded.** [`Segment::lock`] never calls raw_sync's
-//!   unbounded `lock()`; it waits in whole-second slices (raw_sync's sub-second
-//!   timeouts are broken: it adds the nanoseconds without carrying them into
-//!   seconds) and between slices checks for signals and whether the holder is
-//!   still alive.
+//! - **Every lock wait is bounded, and a dead holder is known at once.**
+//!   [`Segment::lock`] sleeps on a robust mutex until a CLOCK_MONOTONIC
+//!   deadline, in slices, checking for signals between them; the kernel
+//!   hands the mutex to a waiter as soon as its holder dies.
 
 use std::fs::File;
 use std::io;
 use std::sync::atomic::Ordering;
 
 use memmap2::MmapRaw;
-use raw_sync::locks::LockImpl;
 
 use crate::error::{Error, IoContext, Result};
 use crate::layout::{state, Geometry, Header, Slot, SLOTS_OFFSET, SLOT_SIZE};
@@ -47,10 +46,11 @@ mod claim;
 mod files;
 mod lifecycle;
 mod lock;
+pub mod mutex;
 
 pub(crate) use files::{open_existing, owner_alive, recorded_pid};
 pub use lifecycle::Published;
-pub use lock::SlotGuard;
+pub use lock::{Recovered, SlotGuard};
 
 /// A mapped segment, either created by this process (its owner) or opened by name.
 pub struct Segment {
@@ -58,12 +58,11 @@ pub struct Segment {
     file: File,
     map: MmapRaw,
     geometry: Geometry,
-    locks: Vec<Box<dyn LockImpl>>,
     owner: Option<lifecycle::Ownership>,
-    /// This process's pid and start time, recorded as a lock's holder. Read
+    /// This process's identity word, recorded as a lock's holder. Read
     /// once: `getpid` is a system call, and a lock is taken on every
     /// transfer. (A segment is not carried across `fork`; a child opens its own.)
-    me: (u32, u64),
+    me: u64,
 }
 
 impl Segment {
@@ -98,7 +97,7 @@ impl Segment {
         // SAFETY: as for `header`: the block lies inside the header page
         // (slot_count <= MAX_SLOTS), is 8-aligned, and is all atomics apart from
         // the mutex bytes, which sit in an UnsafeCell and are only touched
-        // through raw_sync.
+        // through the pthread functions and atomic loads (`mutex`).
         unsafe { &*(self.map.as_ptr().add(SLOTS_OFFSET + i * SLOT_SIZE) as *const Slot) }
     }
 
@@ -116,13 +115,6 @@ impl Segment {
         self.map
             .as_mut_ptr()
             .wrapping_add(self.geometry.payload_offset(i))
-    }
-
-    /// Pointers to slot `i`'s mutex bytes and to its payload, as raw_sync
-    /// takes them.
-    fn lock_and_data(&self, slot: usize) -> (*mut u8, *mut u8) {
-        let lock = self.slot(slot).lock.get() as *mut u8;
-        (lock, self.payload_ptr(slot))
     }
 
     /// Fails unless the file still holds at least `len` bytes. Called before
@@ -171,6 +163,7 @@ pub fn state_name(value: u32) -> &'static str {
         state::ACKED => "acknowledged",
         state::REJECTED => "rejected",
         state::WITHDRAWN => "withdrawn by its producer",
+        state::TAKEN => "taken by a consumer",
         _ => "invalid",
     }
 }

@@ -1,43 +1,58 @@
-//! The shared-memory transport: one segment, one slot, one lock.
+//! The shared-memory transport: one segment, one slot, one robust lock, and the hand-off's state machine.
 //!
 //! # The protocol
+//! Every change of the slot's state word is a [`Step`] of the hand-off's
+//! state machine (`handoff`): a compare-and-swap from the state it expects,
+//! so when the two sides race, one wins and both report its outcome.
+//!
 //! Producer (P1):
 //! 1. creates the segment under a temporary name and takes slot 0's mutex;
 //! 2. publishes it (so a consumer that attaches now finds the lock held);
-//! 3. copies the image into the payload, records length, CRC-32 and sequence
-//!    number, sets the state to READY (Release store, futex wake);
+//! 3. copies the image into the payload (the sequence number is odd while it
+//!    writes), records length and CRC-32, and applies Publish: Empty → Ready;
 //! 4. keeps the lock for `--hold` ms, then releases it;
-//!    (if it gives up at any point before an acknowledgement, it marks the
-//!    payload WITHDRAWN, so no consumer uses it);
-//! 5. sleeps on the state word until the consumer sets ACKED or REJECTED,
-//!    checking every 100 ms that the consumer that claimed it is alive;
-//! 6. removes the segment.
+//! 5. sleeps on the state word until a consumer applies Take (Ready →
+//!    Taken), checking every 100 ms that the consumer that claimed it lives;
+//! 6. then waits for the lock, which that consumer holds until it applies Ack
+//!    or Reject; if the consumer dies holding it, the robust mutex hands it
+//!    over at once and the producer applies Withdraw;
+//! 7. at its deadline, on a signal or an error, applies Withdraw from
+//!    wherever the word is (Empty, Ready, Taken): if that loses to an Ack,
+//!    the payload was delivered after all, and the producer says so;
+//! 8. removes the segment.
 //!
 //! Consumer (P2):
 //! 1. waits for the segment to appear, opens and validates it, and claims it
-//!    (records its pid so the producer can watch it);
-//! 2. waits for slot 0's mutex in whole-second slices, checking that the
-//!    holder is alive between slices;
-//! 3. holding the lock, checks the state is READY, reads length, CRC and
-//!    sequence number, and hands the payload slice, in place, to the caller
-//!    (which verifies the CRC and decodes);
-//! 4. checks the sequence number did not move, keeps the lock for its own
-//!    `--hold` ms, sets ACKED (or REJECTED), wakes the producer and releases
-//!    the lock.
+//!    (records its identity so the producer can watch it, and releases the
+//!    claim however it leaves, unless killed);
+//! 2. waits for slot 0's robust mutex, in slices that check for signals,
+//!    until its deadline on CLOCK_MONOTONIC;
+//! 3. holding the lock, reads the state: Ready → applies Take; Empty after a
+//!    dead holder → the producer died writing, so it applies Withdraw and
+//!    discards the half-written payload; Ready or Taken after a dead holder
+//!    → the payload was complete (a dead producer published it, or a dead
+//!    consumer had taken it), so it is used; Withdrawn → refused;
+//! 4. verifies the CRC-32 and decodes the payload in place, checks that the
+//!    sequence number did not move, keeps the lock for its own `--hold` ms,
+//!    applies Ack (or Reject), releases the lock, then its claim. An Ack
+//!    that loses to the producer's Withdraw is reported as not delivered.
 //!
 //! No condition variable is shared between the processes: all sleeping is on
-//! futexes with timeouts, so a process killed at any point cannot wedge its peer.
+//! futexes and a robust mutex, with deadlines, so a process killed at any
+//! point cannot wedge its peer. The `failpoint` names mark the steps.
 
 use std::os::unix::fs::FileExt;
-use std::sync::atomic::Ordering;
+use std::sync::atomic::{fence, Ordering};
 use std::time::{Duration, Instant, SystemTime};
 
 use crate::error::{Error, Result, Role};
-use crate::layout::{state, Geometry, Kind};
+use crate::failpoint;
+use crate::handoff::{self, Found, Outcome, State, Step};
+use crate::layout::{Geometry, Kind};
 use crate::ledger::{Copier, Ledger, Meter};
 use crate::png;
-use crate::segment::{state_name, Published, Segment, SlotGuard};
-use crate::story::{gbps, ms, thousands};
+use crate::segment::{Published, Segment, SlotGuard};
+use crate::story::{gbps, ms, thousands, Story};
 use crate::transport::{Incoming, Outgoing, Payload, Received, Sent, Session, Transport};
 use crate::wait::{self, Deadline};
 
@@ -57,12 +72,10 @@ impl Transport for Shm {
         let mut guard = segment
             .try_lock(0)?
             .ok_or_else(|| Error::Usage("a fresh segment's lock was taken".into()))?;
+        failpoint::hit("producer:created");
         // Dropped before `guard` on every early return, so the payload is
-        // marked withdrawn while the lock is still held.
-        let mut withdraw = Withdraw {
-            segment: &segment,
-            armed: true,
-        };
+        // withdrawn while the lock is still held.
+        let _withdraw = Withdraw(&segment);
         if let Published::ReplacedStale { pid } = segment.publish()? {
             story.say(format_args!(
                 "replaced a stale segment {name} left by {}",
@@ -75,10 +88,19 @@ impl Transport for Shm {
             "4 KiB",
             thousands(len)
         ));
+        failpoint::hit("producer:published");
 
         let meter = Meter::start();
         let copy_started = SystemTime::now();
         let started = Instant::now();
+        let slot = guard.slot();
+        // The sequence lock: odd while the payload is being written. The
+        // Release fence keeps the odd value ahead of the payload's bytes for
+        // a lock-free reader that checks it (see docs/segment-format.md).
+        let seq = slot.seq.load(Ordering::Relaxed);
+        slot.seq.store(seq | 1, Ordering::Relaxed);
+        fence(Ordering::Release);
+        failpoint::hit("producer:writing");
         let payload = &mut guard.payload_mut()?[..len as usize];
         let mut ledger = Ledger::new();
         let how = match &out.payload {
@@ -103,44 +125,39 @@ impl Transport for Shm {
         };
         let copy = started.elapsed();
         let crc32 = png::crc32(payload);
-        publish_payload(&guard, len, crc32);
+        let slot = guard.slot();
+        slot.len.store(len, Ordering::Relaxed);
+        slot.crc32.store(crc32, Ordering::Relaxed);
+        // Even again, and two more than before: the payload is complete.
+        // Release: a reader that loads this value with Acquire sees the bytes.
+        slot.seq.store((seq | 1) + 1, Ordering::Release);
+        // Publish's Release publishes the payload, its length and CRC to the
+        // consumer that reads Ready with Acquire. Nobody else leaves Empty
+        // while this process lives and holds the lock.
+        handoff::apply(&slot.state, Step::Publish).map_err(|found| bad_state(&segment, found))?;
         story.say(format_args!(
             "copied {} bytes {how} in {} ({}); crc32 {crc32:08x}",
             thousands(len),
             ms(copy),
             gbps(len, copy)
         ));
+        failpoint::hit("producer:ready");
 
         hold(story, session.hold, "")?;
         drop(guard);
         story.say("released the lock; waiting for a consumer to read it");
+        failpoint::hit("producer:released");
 
         let deadline = Deadline::after(session.timeout);
-        let slot = segment.slot(0);
         let outcome = {
             let _spin = story.waiting(format!("waiting for a consumer to read segment {name}"));
-            wait::until(
-                &slot.state,
-                &deadline,
-                |s| s == state::ACKED || s == state::REJECTED,
-                || match segment.dead_consumer() {
-                    Some(pid) => Err(Error::PeerDied {
-                        role: Role::Consumer,
-                        pid,
-                        when: format!("before acknowledging segment {name}"),
-                    }),
-                    None => Ok(()),
-                },
-            )?
+            await_outcome(&segment, &deadline, story)
         };
         let wait = deadline.elapsed();
         let witness = meter.finish();
         let consumer_pid = segment.consumer_pid();
-        if outcome.is_some() {
-            withdraw.armed = false;
-        }
-        match outcome {
-            Some(state::ACKED) => {
+        match outcome? {
+            Outcome::Delivered => {
                 story.say(format_args!(
                     "{} acknowledged after {}; removing the segment",
                     consumer_pid.map_or("the consumer".to_owned(), |pid| format!(
@@ -158,11 +175,10 @@ impl Transport for Shm {
                     witness,
                 })
             }
-            Some(_) => Err(Error::rejected_by(consumer_pid)),
-            None => Err(deadline.timeout(match consumer_pid {
-                Some(pid) => format!("consumer pid {pid} did not acknowledge segment {name}"),
-                None => format!("no consumer read segment {name}"),
-            })),
+            Outcome::Rejected => Err(Error::rejected_by(consumer_pid)),
+            // Only this process withdraws while it lives, and it does so
+            // only with an error of its own.
+            Outcome::Withdrawn => Err(bad_state(&segment, Found::State(State::Withdrawn))),
         }
     }
 
@@ -203,7 +219,9 @@ impl Transport for Shm {
                 reason: format!("it holds a {}, not a transfer", kind.as_str()),
             });
         }
-        segment.claim()?;
+        failpoint::hit("consumer:opened");
+        let claim = segment.claim()?;
+        failpoint::hit("consumer:claimed");
         let producer = segment.producer_pid();
         story.say(format_args!(
             "attached {} (payload capacity {} bytes) made by producer pid {producer}",
@@ -211,10 +229,13 @@ impl Transport for Shm {
             thousands(segment.geometry().capacity),
         ));
 
-        let guard = lock_ready(&segment, &deadline, story)?;
+        let guard = take(&segment, &deadline, story)?;
+        failpoint::hit("consumer:taken");
         let wait = deadline.elapsed();
         let slot = guard.slot();
-        let seq = slot.seq.load(Ordering::Relaxed);
+        // Acquire: pairs with the producer's Release store of the even
+        // value, after its last write of the payload.
+        let seq = slot.seq.load(Ordering::Acquire);
         let len = slot.len.load(Ordering::Relaxed);
         let crc32 = slot.crc32.load(Ordering::Relaxed);
         story.say(format_args!(
@@ -223,7 +244,14 @@ impl Transport for Shm {
             thousands(len)
         ));
         let meter = Meter::start();
-        let result = guard.payload(len).and_then(|bytes| {
+        let result = (|| {
+            if seq % 2 == 1 {
+                return Err(Error::BadSegment {
+                    name: name.to_string(),
+                    reason: format!("its sequence number {seq} is odd: a write never finished"),
+                });
+            }
+            let bytes = guard.payload(len)?;
             accept(Incoming {
                 bytes,
                 crc32,
@@ -231,7 +259,7 @@ impl Transport for Shm {
             })?;
             hold(story, session.hold, " before acknowledging")?;
             // Last: the bytes were not rewritten while we used them.
-            let now = slot.seq.load(Ordering::Relaxed);
+            let now = slot.seq.load(Ordering::Acquire);
             if now != seq {
                 return Err(Error::BadSegment {
                     name: name.to_string(),
@@ -241,12 +269,29 @@ impl Transport for Shm {
                 });
             }
             Ok(())
-        });
-        match result {
-            Ok(()) => {
-                guard.set_state(state::ACKED);
-                drop(guard);
-                story.say("acknowledged and released the lock");
+        })();
+        let step = if result.is_ok() {
+            Step::Ack
+        } else {
+            Step::Reject
+        };
+        let resolved = handoff::apply(&slot.state, step);
+        failpoint::hit("consumer:resolved");
+        drop(guard);
+        drop(claim);
+        let orphaned = !segment.owner_alive();
+        if orphaned && segment.remove_stale() {
+            story.say(format_args!(
+                "removed segment {name}, left behind by its dead producer pid {producer}"
+            ));
+        }
+        match (result, resolved) {
+            (Ok(()), Ok(_)) => {
+                story.say(if orphaned {
+                    "acknowledged (to nobody: the producer is dead) and released the lock"
+                } else {
+                    "acknowledged and released the lock"
+                });
                 Ok(Received {
                     wait,
                     receive: Duration::ZERO,
@@ -255,72 +300,132 @@ impl Transport for Shm {
                     ledger: Ledger::new(),
                 })
             }
-            Err(e) => {
-                guard.set_state(state::REJECTED);
-                Err(e)
-            }
+            (Err(e), Ok(_)) => Err(e),
+            (_, Err(Found::State(State::Withdrawn))) => Err(Error::PeerGone(format!(
+                "producer pid {producer} withdrew segment {name} before the acknowledgement \
+                 (its --timeout passed, or it was interrupted): the image was not delivered"
+            ))),
+            (_, Err(found)) => Err(bad_state(&segment, found)),
         }
     }
 }
 
-/// Keeps the lock for `--hold`, telling the story; returns early on a signal.
-fn hold(story: &crate::story::Story, hold: Duration, before: &str) -> Result<()> {
-    if hold.is_zero() {
-        return Ok(());
-    }
-    story.say(format_args!(
-        "holding exclusive access for {} ms{before} (--hold)",
-        hold.as_millis()
-    ));
-    let _spin = story.waiting("holding the lock (--hold)");
-    wait::sleep(hold)
-}
-
-/// Marks an unconsumed payload WITHDRAWN when the producer leaves early (an
-/// error, a timeout, a signal), so a consumer that takes the lock afterwards
-/// refuses it instead of using a payload whose producer gave up.
-struct Withdraw<'a> {
-    segment: &'a Segment,
-    armed: bool,
-}
-
-impl Drop for Withdraw<'_> {
-    fn drop(&mut self) {
-        if !self.armed {
-            return;
-        }
-        let word = &self.segment.slot(0).state;
-        for from in [state::READY, state::EMPTY] {
-            // AcqRel: pairs with the consumer's Acquire load of the state.
-            if word
-                .compare_exchange(from, state::WITHDRAWN, Ordering::AcqRel, Ordering::Acquire)
-                .is_ok()
-            {
-                wait::wake_all(word);
-                return;
-            }
-        }
-    }
-}
-
-/// Records a payload's length, CRC and sequence number and marks it READY.
-/// The Release store of the state publishes the payload bytes and fields
-/// written before it to whoever loads the state with Acquire.
-fn publish_payload(guard: &SlotGuard<'_>, len: u64, crc32: u32) {
-    let slot = guard.slot();
-    slot.len.store(len, Ordering::Relaxed);
-    slot.crc32.store(crc32, Ordering::Relaxed);
-    slot.seq.fetch_add(1, Ordering::Relaxed);
-    guard.set_state(state::READY);
-}
-
-/// Takes slot 0's lock once it holds a READY payload.
-fn lock_ready<'s>(
-    segment: &'s Segment,
-    deadline: &Deadline,
-    story: &crate::story::Story,
-) -> Result<SlotGuard<'s>> {
+/// The producer's wait after releasing the lock, until the hand-off has an
+/// outcome: for a consumer to take the payload, then for that consumer to
+/// release the lock. At the deadline, on a signal or when the claimed
+/// consumer dies, it withdraws the payload, unless a consumer's step won.
+fn await_outcome(segment: &Segment, deadline: &Deadline, story: &Story) -> Result<Outcome> {
     let name = segment.name();
+    let word = &segment.slot(0).state;
+    let consumer_label = || {
+        segment
+            .consumer_pid()
+            .map_or("the consumer".to_owned(), |pid| format!("consumer pid {pid}"))
+    };
+    loop {
+        // Until a consumer takes it (or someone ends the hand-off).
+        let moved = wait::until(
+            word,
+            deadline,
+            |s| s != State::Ready as u32,
+            || match segment.dead_consumer() {
+                Some(pid) => Err(Error::PeerDied {
+                    role: Role::Consumer,
+                    pid: Some(pid),
+                    when: format!("before acknowledging segment {name}"),
+                }),
+                None => Ok(()),
+            },
+        );
+        let why = match moved {
+            Ok(Some(_)) => None,
+            Ok(None) => Some(deadline.timeout(match segment.consumer_pid() {
+                Some(pid) => format!("consumer pid {pid} did not acknowledge segment {name}"),
+                None => format!("no consumer read segment {name}"),
+            })),
+            Err(e) => Some(e),
+        };
+        if let Some(why) = why {
+            match withdraw(segment) {
+                Ok(_) => return Err(why),
+                Err(found) => {
+                    if let Some(outcome) = final_outcome(segment, found)? {
+                        return Ok(outcome);
+                    }
+                    continue; // Taken just now: wait for its taker below.
+                }
+            }
+        }
+        match handoff::load(word) {
+            Ok(State::Taken) => {}
+            Ok(state) if state.is_final() => return Ok(state.outcome().expect("final")),
+            other => return Err(bad_state(segment, other.err().unwrap_or(Found::State(State::Ready)))),
+        }
+        // A consumer took it and holds the lock until it acknowledges.
+        let locked = segment.lock(0, deadline, |_| {});
+        let guard = match locked {
+            Ok(Some(guard)) => guard,
+            Ok(None) | Err(_) => {
+                let why = match locked {
+                    Err(e) => e,
+                    _ => deadline.timeout(format!(
+                        "{} took segment {name} but did not acknowledge it",
+                        consumer_label()
+                    )),
+                };
+                return match withdraw(segment) {
+                    Ok(_) => Err(why),
+                    Err(found) => final_outcome(segment, found)?
+                        .ok_or_else(|| bad_state(segment, found)),
+                };
+            }
+        };
+        failpoint::hit("producer:locked");
+        match handoff::load(word) {
+            Ok(state) if state.is_final() => return Ok(state.outcome().expect("final")),
+            Ok(State::Taken) if guard.recovered().is_some() => {
+                let dead = guard.recovered().and_then(|r| r.holder).map(|id| id.pid);
+                story.say(format_args!(
+                    "the consumer died holding the lock while reading; withdrawing segment {name}"
+                ));
+                return match withdraw(segment) {
+                    Ok(_) => Err(Error::PeerDied {
+                        role: Role::Consumer,
+                        pid: dead.or(segment.consumer_pid()),
+                        when: format!("while reading segment {name}"),
+                    }),
+                    Err(found) => final_outcome(segment, found)?
+                        .ok_or_else(|| bad_state(segment, found)),
+                };
+            }
+            other => {
+                let _ = withdraw(segment);
+                return Err(bad_state(segment, other.err().unwrap_or(Found::State(State::Taken))));
+            }
+        }
+    }
+}
+
+/// Applies Withdraw to slot 0's word.
+fn withdraw(segment: &Segment) -> std::result::Result<State, Found> {
+    handoff::apply(&segment.slot(0).state, Step::Withdraw)
+}
+
+/// The outcome a failed Withdraw found: `Some` for a final state, `None`
+/// for Taken (a consumer took it just now), an error for anything else.
+fn final_outcome(segment: &Segment, found: Found) -> Result<Option<Outcome>> {
+    match found {
+        Found::State(State::Taken) => Ok(None),
+        Found::State(state) if state.is_final() => Ok(state.outcome()),
+        other => Err(bad_state(segment, other)),
+    }
+}
+
+/// Takes slot 0's lock once it holds a payload this consumer may use, and
+/// applies Take (or takes over a dead consumer's Taken).
+fn take<'s>(segment: &'s Segment, deadline: &Deadline, story: &Story) -> Result<SlotGuard<'s>> {
+    let name = segment.name();
+    let producer = segment.producer_pid();
     loop {
         let guard = {
             let _spin = story.waiting(format!("waiting for the lock on segment {name}"));
@@ -337,44 +442,134 @@ fn lock_ready<'s>(
                 holder_label(segment, segment.holder_pid(0))
             )));
         };
-        match guard.slot().state.load(Ordering::Acquire) {
-            state::READY => return Ok(guard),
-            state::EMPTY => {}
-            state::WITHDRAWN => {
-                return Err(Error::PeerGone(format!(
-                    "producer pid {} withdrew segment {name} before handing it over \
-                     (it was interrupted or gave up)",
-                    segment.producer_pid()
-                )))
-            }
-            other => {
-                return Err(Error::BadSegment {
-                    name: name.to_string(),
-                    reason: format!("its payload was already {}", state_name(other)),
+        failpoint::hit("consumer:locked");
+        let dead = guard.recovered().map(|r| {
+            r.holder
+                .map_or("its holder (which had not recorded its pid)".to_owned(), |id| {
+                    holder_label(segment, Some(id.pid))
                 })
-            }
-        }
-        // Not written yet: let the producer in, and sleep until the state moves.
-        drop(guard);
-        let moved = wait::until(
-            &segment.slot(0).state,
-            deadline,
-            |s| s != state::EMPTY,
-            || {
-                if segment.owner_alive() {
-                    Ok(())
-                } else {
-                    Err(Error::PeerDied {
-                        role: Role::Producer,
-                        pid: segment.producer_pid(),
-                        when: format!("before writing a payload into segment {name}"),
-                    })
+        });
+        let word = &guard.slot().state;
+        match handoff::load(word) {
+            Ok(State::Ready) => {
+                if let Some(dead) = &dead {
+                    story.say(format_args!(
+                        "{dead} died holding the lock after publishing a complete payload; \
+                         using it"
+                    ));
                 }
-            },
-        )?;
-        if moved.is_none() {
-            return Err(deadline.timeout(format!("no payload was written into segment {name}")));
+                match handoff::apply(word, Step::Take) {
+                    Ok(_) => return Ok(guard),
+                    Err(found) => return Err(refusal(segment, found)),
+                }
+            }
+            Ok(State::Taken) if dead.is_some() => {
+                story.say(format_args!(
+                    "{} died while reading the payload; taking over",
+                    dead.unwrap_or_default()
+                ));
+                return Ok(guard);
+            }
+            Ok(State::Empty) if dead.is_some() => {
+                // Only the producer holds the lock while the word is Empty:
+                // it died writing. Discard the half-written payload.
+                let _ = handoff::apply(word, Step::Withdraw);
+                drop(guard);
+                if segment.remove_stale() {
+                    story.say(format_args!(
+                        "removed segment {name}, left behind by its dead producer pid {producer}"
+                    ));
+                }
+                return Err(Error::PeerDied {
+                    role: Role::Producer,
+                    pid: Some(producer),
+                    when: format!(
+                        "while writing its payload into segment {name}; the half-written \
+                         payload was discarded"
+                    ),
+                });
+            }
+            Ok(State::Empty) => {
+                // Not written yet: let the producer in, and sleep until the
+                // state moves (the producer normally holds the lock until
+                // the payload is Ready, so this is rare).
+                drop(guard);
+                let moved = wait::until(
+                    word_of(segment),
+                    deadline,
+                    |s| s != State::Empty as u32,
+                    || {
+                        if segment.owner_alive() {
+                            Ok(())
+                        } else {
+                            Err(Error::PeerDied {
+                                role: Role::Producer,
+                                pid: Some(producer),
+                                when: format!("before writing a payload into segment {name}"),
+                            })
+                        }
+                    },
+                )?;
+                if moved.is_none() {
+                    return Err(
+                        deadline.timeout(format!("no payload was written into segment {name}"))
+                    );
+                }
+            }
+            other => return Err(refusal(segment, other.err().unwrap_or(Found::State(State::Taken)))),
         }
+    }
+}
+
+fn word_of(segment: &Segment) -> &std::sync::atomic::AtomicU32 {
+    &segment.slot(0).state
+}
+
+/// Why a consumer refuses a payload in `found`'s state.
+fn refusal(segment: &Segment, found: Found) -> Error {
+    let name = segment.name();
+    match found {
+        Found::State(State::Withdrawn) => Error::PeerGone(format!(
+            "producer pid {} withdrew segment {name} before handing it over \
+             (it was interrupted or gave up)",
+            segment.producer_pid()
+        )),
+        other => bad_state(segment, other),
+    }
+}
+
+/// A state word that the protocol does not allow at this point.
+fn bad_state(segment: &Segment, found: Found) -> Error {
+    Error::BadSegment {
+        name: segment.name().to_string(),
+        reason: match found {
+            Found::State(state) => format!("its payload was already {}", state.as_str()),
+            Found::Invalid(raw) => format!("its state word holds {raw}, which is no state"),
+        },
+    }
+}
+
+/// Keeps the lock for `--hold`, telling the story; returns early on a signal.
+fn hold(story: &Story, hold: Duration, before: &str) -> Result<()> {
+    if hold.is_zero() {
+        return Ok(());
+    }
+    story.say(format_args!(
+        "holding exclusive access for {} ms{before} (--hold)",
+        hold.as_millis()
+    ));
+    let _spin = story.waiting("holding the lock (--hold)");
+    wait::sleep(hold)
+}
+
+/// Withdraws the payload when the producer leaves before it released the
+/// lock (an error, a signal): a consumer that takes the lock afterwards
+/// refuses it. A Withdraw that finds a final state changes nothing.
+struct Withdraw<'a>(&'a Segment);
+
+impl Drop for Withdraw<'_> {
+    fn drop(&mut self) {
+        let _ = withdraw(self.0);
     }
 }
 

@@ -1,0 +1,43 @@
+//! Named pause points in the hand-off, so that tests can kill a process at an exact step.
+//!
+//! When the environment variable `P1P2_STOP_AT` names a point that the
+//! process reaches (for example `producer:ready`), the process stops itself
+//! there with SIGSTOP, exactly as a debugger's breakpoint would. A test
+//! waits for the stop (`/proc/PID/stat` state `T`), then sends SIGKILL or
+//! SIGCONT. Without the variable a point costs one relaxed atomic load.
+//!
+//! The points, in protocol order, are listed in [`POINTS`] and in
+//! `docs/reliability.md`.
+
+use std::sync::OnceLock;
+
+/// The environment variable naming the point to stop at.
+pub const ENV: &str = "P1P2_STOP_AT";
+
+/// Every point the producer and the consumer pass, in protocol order.
+pub const POINTS: &[&str] = &[
+    "producer:created",
+    "producer:published",
+    "producer:writing",
+    "producer:ready",
+    "producer:released",
+    "producer:locked",
+    "consumer:opened",
+    "consumer:claimed",
+    "consumer:locked",
+    "consumer:taken",
+    "consumer:resolved",
+];
+
+/// Stops this process with SIGSTOP if `P1P2_STOP_AT` names `point`.
+pub fn hit(point: &'static str) {
+    static TARGET: OnceLock<Option<String>> = OnceLock::new();
+    let target = TARGET.get_or_init(|| std::env::var(ENV).ok());
+    if target.as_deref() == Some(point) {
+        debug_assert!(POINTS.contains(&point), "unlisted stop point {point}");
+        let _ = rustix::process::kill_process(
+            rustix::process::getpid(),
+            rustix::process::Signal::STOP,
+        );
+    }
+}
