@@ -52,7 +52,7 @@ OFF_PRODUCER_PID = 56  # u32
 OFF_CONSUMER_PID = 60  # u32
 OFF_CONSUMER_START = 72  # u64: start time, /proc/PID/stat field 22
 KIND_TRANSFER = 1
-KINDS = {1: "transfer", 2: "value", 3: "array", 4: "bench"}
+KINDS = {1: "transfer", 2: "value", 3: "array"}
 MAX_SLOTS = 31
 PAGE = 4096
 

@@ -67,8 +67,8 @@ pub enum Error {
         what: &'static str,
         /// The contested name.
         name: String,
-        /// The owner, as far as it is known (0 when not recorded).
-        pid: u32,
+        /// The owner, as far as it is known.
+        pid: Option<u32>,
     },
 
     /// Another live consumer claimed the segment first.
@@ -245,12 +245,13 @@ impl Error {
         }
     }
 
-    /// The consumer `pid` refused a payload (a CRC mismatch, a decode
-    /// failure, an interruption): its own message says which.
-    pub fn rejected_by(pid: u32) -> Error {
-        Error::Rejected(format!(
-            "consumer pid {pid} did not accept it; see its message"
-        ))
+    /// The consumer `pid` (if known) refused a payload (a CRC mismatch, a
+    /// decode failure, an interruption): its own message says which.
+    pub fn rejected_by(pid: Option<u32>) -> Error {
+        Error::Rejected(match pid {
+            Some(pid) => format!("consumer pid {pid} did not accept it; see its message"),
+            None => "the consumer did not accept it; see its message".to_owned(),
+        })
     }
 
     /// Wraps an I/O error with what was being done.
@@ -280,10 +281,10 @@ impl<T, E: Into<io::Error>> IoContext<T> for std::result::Result<T, E> {
     }
 }
 
-fn owner(pid: u32) -> String {
+fn owner(pid: Option<u32>) -> String {
     match pid {
-        0 => "another process".to_owned(),
-        pid => format!("pid {pid}"),
+        Some(pid) => format!("pid {pid}"),
+        None => "another process".to_owned(),
     }
 }
 
@@ -333,11 +334,11 @@ mod tests {
             pid,
         };
         assert_eq!(
-            in_use(0).to_string(),
+            in_use(None).to_string(),
             "address 127.0.0.1:1 is in use by another process"
         );
         assert_eq!(
-            in_use(7).to_string(),
+            in_use(Some(7)).to_string(),
             "address 127.0.0.1:1 is in use by pid 7"
         );
     }

@@ -37,19 +37,25 @@ pub struct Entry {
     pub path: PathBuf,
     /// The name it serves (`None` for a file still under construction).
     pub name: Option<String>,
-    /// "transfer", "value", "array", "bench" (segments) or "socket".
+    /// "transfer", "value", "array" (segments) or "socket".
     pub kind: Option<&'static str>,
     /// Size in bytes (0 for sockets).
     pub size: u64,
-    /// The owner's pid: from the segment header, or the socket's listener
-    /// (0 when unknown).
-    pub pid: u32,
+    /// The owner's pid: from the segment header, or the socket's listener.
+    /// `--json` writes 0 when it is unknown.
+    #[serde(serialize_with = "pid_or_zero")]
+    pub pid: Option<u32>,
     /// Whether its owner is alive.
     pub alive: bool,
     /// Why it is listed but not ours to touch, or what is wrong with it.
     pub problem: Option<String>,
     /// Whether it may never be removed (not ours to judge).
     pub untouchable: bool,
+}
+
+/// A pid as the JSON listing has always written it: 0 for "unknown".
+fn pid_or_zero<S: serde::Serializer>(pid: &Option<u32>, out: S) -> Result<S::Ok, S::Error> {
+    out.serialize_u32(pid.unwrap_or(0))
 }
 
 /// The name part of a published file name (`p1p2.NAME` or `p1p2.NAME.sock`).
@@ -77,7 +83,7 @@ fn segment_entry(file_name: &str, path: PathBuf) -> Entry {
         name: name_of(file_name),
         kind: None,
         size: 0,
-        pid: 0,
+        pid: None,
         alive: false,
         problem: None,
         untouchable: false,
@@ -109,8 +115,8 @@ fn segment_entry(file_name: &str, path: PathBuf) -> Entry {
 fn socket_entry(file_name: &str, path: PathBuf) -> Entry {
     let (alive, pid, problem) = match socket::probe(&path) {
         Ok(socket::Probe::Listening { pid }) => (true, pid, None),
-        Ok(socket::Probe::Stale) => (false, 0, None),
-        Err(e) => (false, 0, Some(e.to_string())),
+        Ok(socket::Probe::Stale) => (false, None, None),
+        Err(e) => (false, None, Some(e.to_string())),
     };
     Entry {
         name: name_of(file_name),
@@ -192,11 +198,7 @@ pub fn render(entries: &[Entry]) -> String {
                 e.path.display().to_string(),
                 e.kind.unwrap_or("?").to_owned(),
                 thousands(e.size),
-                if e.pid == 0 {
-                    "-".into()
-                } else {
-                    e.pid.to_string()
-                },
+                e.pid.map_or_else(|| "-".into(), |pid| pid.to_string()),
                 match (&e.problem, e.alive) {
                     (Some(p), _) if e.untouchable => format!("not ours: {p}"),
                     (_, true) => "alive".into(),
@@ -246,5 +248,28 @@ mod tests {
     #[test]
     fn an_empty_listing_says_so() {
         assert!(render(&[]).starts_with("no p1p2 segments"));
+    }
+
+    #[test]
+    fn an_unknown_pid_is_a_dash_in_the_table_and_0_in_json() {
+        let entry = |pid| Entry {
+            path: PathBuf::from("/dev/shm/p1p2.x"),
+            name: Some("x".into()),
+            kind: Some("transfer"),
+            size: 4096,
+            pid,
+            alive: false,
+            problem: None,
+            untouchable: false,
+        };
+        assert_eq!(serde_json::to_value(entry(None)).unwrap()["pid"], 0);
+        assert_eq!(serde_json::to_value(entry(Some(42))).unwrap()["pid"], 42);
+        let table = render(&[entry(None), entry(Some(42))]);
+        let pids: Vec<&str> = table
+            .lines()
+            .skip(1)
+            .map(|line| line.split_whitespace().nth(3).unwrap())
+            .collect();
+        assert_eq!(pids, ["-", "42"]);
     }
 }

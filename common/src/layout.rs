@@ -55,17 +55,21 @@ pub const PAGE: u64 = 4096;
 pub const MAX_SEGMENT_BYTES: u64 = 1 << 40;
 
 /// What a segment is used for (`kind` field).
+///
+/// Kind 4 is retired (it once marked benchmark segments, which are now
+/// ordinary transfer segments): a reader refuses it as unknown, like any other
+/// value not listed here.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 #[repr(u32)]
 pub enum Kind {
-    /// An image (or any byte payload) handed from producer to consumer.
+    /// An image (or any byte payload) handed from producer to consumer: 1 to
+    /// [`MAX_SLOTS`] slots. The `producer` and `consumer` binaries use slot 0;
+    /// the benchmark's pipelined mode uses several.
     Transfer = 1,
     /// A `SharedValue<T>`.
     Value = 2,
     /// A `SharedArray<T>`.
     Array = 3,
-    /// The benchmark's repeated transfers.
-    Bench = 4,
 }
 
 impl Kind {
@@ -75,7 +79,6 @@ impl Kind {
             1 => Kind::Transfer,
             2 => Kind::Value,
             3 => Kind::Array,
-            4 => Kind::Bench,
             _ => return None,
         })
     }
@@ -86,7 +89,6 @@ impl Kind {
             Kind::Transfer => "transfer",
             Kind::Value => "value",
             Kind::Array => "array",
-            Kind::Bench => "bench",
         }
     }
 }
@@ -148,7 +150,7 @@ pub struct Header {
     pub producer_start: AtomicU64,
     /// Start time of the consumer, as for the producer.
     pub consumer_start: AtomicU64,
-    /// Bits from [`flags`]; 0 for transfer and bench segments.
+    /// Bits from [`flags`]; 0 for transfer segments.
     pub flags: AtomicU32,
     /// Zero.
     pub reserved0: AtomicU32,
@@ -508,6 +510,8 @@ mod tests {
                 "slot count",
             ),
             (RawHeader { kind: 77, ..good() }, 16384, "kind"),
+            (RawHeader { kind: 0, ..good() }, 16384, "unknown kind 0"),
+            (RawHeader { kind: 4, ..good() }, 16384, "unknown kind 4"),
             (
                 RawHeader {
                     slot_stride: 4096,

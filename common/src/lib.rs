@@ -5,7 +5,8 @@
 //! One module per concept:
 //! - [`name`]: validated names and the paths of segment and socket files;
 //! - [`layout`]: the byte layout of a segment and the checks a reader makes;
-//! - [`segment`]: creating, publishing, opening, locking and removing segments;
+//! - [`segment`]: a segment's lifecycle, its slot locks, the consumer's claim,
+//!   and segment files (stale or alive);
 //! - [`wait`]: bounded, signal-aware waiting (futex slices, polling);
 //! - [`liveness`]: whether a peer process is still alive;
 //! - [`signals`]: SIGINT/SIGTERM turned into errors, so cleanup runs;

@@ -404,7 +404,7 @@ fn a_segment_truncated_after_mapping_is_an_error_not_a_sigbus() {
     let guard = segment.try_lock(0).unwrap().unwrap();
     let consumer = Proc::start("consumer", &["--name", &name, "--timeout", "20"]);
     // The consumer maps the file and waits for the lock; then the file shrinks.
-    util::retry(|| (segment.consumer_pid() == consumer.pid).then_some(()));
+    util::retry(|| (segment.consumer_pid() == Some(consumer.pid)).then_some(()));
     std::fs::OpenOptions::new()
         .write(true)
         .open(shm_path(&name))

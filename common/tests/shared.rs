@@ -589,7 +589,7 @@ fn py_consumer_rejects_a_crc_mismatch_and_leaves_the_segment_to_its_owner() {
         segment.slot(0).state.load(Ordering::Acquire),
         state::REJECTED
     );
-    assert_eq!(segment.consumer_pid(), python_pid);
+    assert_eq!(segment.consumer_pid(), Some(python_pid));
     assert!(!out.0.exists(), "a rejected payload was written");
     // Python's resource tracker did not unlink the producer's segment.
     assert!(n.shm_path().exists());

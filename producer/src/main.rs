@@ -110,8 +110,8 @@ fn inventory(clean: bool, json: bool) -> ExitCode {
             if clean {
                 for entry in entries {
                     match entry.pid {
-                        0 => println!("removed {} (no live owner)", entry.path.display()),
-                        pid => println!(
+                        None => println!("removed {} (no live owner)", entry.path.display()),
+                        Some(pid) => println!(
                             "removed {} (its owner pid {pid} is dead)",
                             entry.path.display()
                         ),

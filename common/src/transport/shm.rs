@@ -65,7 +65,8 @@ impl Transport for Shm {
         };
         if let Published::ReplacedStale { pid } = segment.publish()? {
             story.say(format_args!(
-                "replaced a stale segment {name} left by dead pid {pid}"
+                "replaced a stale segment {name} left by {}",
+                pid.map_or("a dead process".to_owned(), |pid| format!("dead pid {pid}"))
             ));
         }
         story.say(format_args!(
@@ -134,15 +135,17 @@ impl Transport for Shm {
         };
         let wait = deadline.elapsed();
         let witness = meter.finish();
-        let consumer_pid = Some(segment.consumer_pid()).filter(|&pid| pid != 0);
+        let consumer_pid = segment.consumer_pid();
         if outcome.is_some() {
             withdraw.armed = false;
         }
         match outcome {
             Some(state::ACKED) => {
                 story.say(format_args!(
-                    "consumer pid {} acknowledged after {}; removing the segment",
-                    consumer_pid.unwrap_or(0),
+                    "{} acknowledged after {}; removing the segment",
+                    consumer_pid.map_or("the consumer".to_owned(), |pid| format!(
+                        "consumer pid {pid}"
+                    )),
                     ms(wait)
                 ));
                 Ok(Sent {
@@ -155,7 +158,7 @@ impl Transport for Shm {
                     witness,
                 })
             }
-            Some(_) => Err(Error::rejected_by(consumer_pid.unwrap_or(0))),
+            Some(_) => Err(Error::rejected_by(consumer_pid)),
             None => Err(deadline.timeout(match consumer_pid {
                 Some(pid) => format!("consumer pid {pid} did not acknowledge segment {name}"),
                 None => format!("no consumer read segment {name}"),
@@ -329,10 +332,9 @@ fn lock_ready<'s>(
             })?
         };
         let Some(guard) = guard else {
-            let holder = segment.slot(0).holder_pid.load(Ordering::Relaxed);
             return Err(deadline.timeout(format!(
                 "the lock on segment {name} stayed held by {}",
-                holder_label(segment, holder)
+                holder_label(segment, segment.holder_pid(0))
             )));
         };
         match guard.slot().state.load(Ordering::Acquire) {
@@ -376,10 +378,11 @@ fn lock_ready<'s>(
     }
 }
 
-fn holder_label(segment: &Segment, pid: u32) -> String {
-    if pid == 0 || pid == segment.producer_pid() {
-        format!("producer pid {}", segment.producer_pid())
-    } else {
-        format!("pid {pid}")
+/// Who holds the lock, for messages; a holder not recorded yet can only be
+/// the producer, which locks before publishing.
+fn holder_label(segment: &Segment, pid: Option<u32>) -> String {
+    match pid {
+        Some(pid) if pid != segment.producer_pid() => format!("pid {pid}"),
+        _ => format!("producer pid {}", segment.producer_pid()),
     }
 }

@@ -1,5 +1,5 @@
 //! Helpers for tests that run the real `producer` and `consumer` binaries:
-//! locating (and building) them, unique names per test, bounded waits for
+//! locating them, unique names per test, bounded waits for
 //! child processes, and checks that nothing is left in /dev/shm.
 
 #![allow(dead_code)] // each test file uses its own subset
@@ -8,7 +8,6 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, ExitStatus, Stdio};
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::mpsc;
-use std::sync::OnceLock;
 use std::time::{Duration, Instant};
 
 /// The repository root.
@@ -21,24 +20,30 @@ pub fn image() -> PathBuf {
     root().join("assets/image.png")
 }
 
-/// Path of a workspace binary, built on first use with the same profile as
-/// this test (a no-op when `cargo test --workspace` built it already).
+/// The directory cargo builds this test's profile into: the test runs as
+/// `target/<profile>/deps/<test>`, and the binaries sit in `target/<profile>/`.
+pub fn target_dir() -> PathBuf {
+    let exe = std::env::current_exe().expect("the test executable's path");
+    exe.parent()
+        .and_then(Path::parent)
+        .unwrap_or_else(|| panic!("{} is not in target/<profile>/deps", exe.display()))
+        .to_owned()
+}
+
+/// Path of a workspace binary, already built next to this test.
+/// `cargo test --workspace` builds `producer` and `consumer` before any test
+/// runs, since their packages have integration tests of their own.
+///
+/// # Panics
+/// If the binary is missing, saying how to build it.
 pub fn bin(name: &str) -> PathBuf {
-    static DIR: OnceLock<PathBuf> = OnceLock::new();
-    let dir = DIR.get_or_init(|| {
-        let exe = std::env::current_exe().unwrap();
-        let dir = exe.parent().unwrap().parent().unwrap().to_owned();
-        let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
-        let mut build = Command::new(cargo);
-        build.args(["build", "--quiet", "--bins", "--workspace"]);
-        if dir.ends_with("release") {
-            build.arg("--release");
-        }
-        let status = build.current_dir(root()).status().expect("run cargo build");
-        assert!(status.success(), "building the binaries failed");
-        dir
-    });
-    dir.join(name)
+    let path = target_dir().join(name);
+    assert!(
+        path.is_file(),
+        "{} is missing: build them first: cargo build (or run cargo test --workspace)",
+        path.display()
+    );
+    path
 }
 
 /// A segment name no other test (or test run) uses.

@@ -1,0 +1,188 @@
+//! Shared-memory segments: the [`Segment`] handle, its accessors and re-exports.
+//!
+//! Each part of a segment's life has its own module:
+//!
+//! - `lifecycle`: creating, publishing, opening, waiting for and removing a
+//!   segment;
+//! - `lock`: taking and releasing a slot's mutex ([`SlotGuard`]);
+//! - `claim`: the consumer's claim on a segment, and its liveness;
+//! - `files`: opening, inspecting and removing segment files.
+//!
+//! # Guarantees
+//! - **Nobody sees a half-made segment.** The creator builds the file under a
+//!   temporary name (`O_CREAT | O_EXCL`, mode 0600), sizes it with `fallocate`
+//!   (so a full `/dev/shm` is an error now, not a SIGBUS later), initialises the
+//!   header and the mutexes, stores the magic with Release ordering and only then
+//!   publishes it with `renameat2(RENAME_NOREPLACE)`. Openers check the magic
+//!   with Acquire ordering.
+//! - **One owner per name.** The creator holds an exclusive `flock` on its file
+//!   for as long as it lives. The kernel drops it when the process dies, however
+//!   it dies, so "can I take that flock?" tells a stale segment from a live one
+//!   without trusting pids. A stale segment is removed only by a process that
+//!   holds its flock, so two producers racing to replace it cannot remove each
+//!   other's fresh segment.
+//! - **Nothing is followed or reused.** Files are opened with `O_NOFOLLOW`; a
+//!   symlink, a non-regular file or another user's file at one of our paths is
+//!   refused.
+//! - **Nothing is left behind.** Dropping the owner's [`Segment`] unlinks its file
+//!   (after a normal run, an error, or a signal turned into an error).
+//! - **Every lock wait is bounded.** [`Segment::lock`] never calls raw_sync's
+//!   unbounded `lock()`; it waits in whole-second slices (raw_sync's sub-second
+//!   timeouts are broken: it adds the nanoseconds without carrying them into
+//!   seconds) and between slices checks for signals and whether the holder is
+//!   still alive.
+
+use std::fs::File;
+use std::io;
+use std::sync::atomic::Ordering;
+
+use memmap2::MmapRaw;
+use raw_sync::locks::LockImpl;
+
+use crate::error::{Error, IoContext, Result};
+use crate::layout::{state, Geometry, Header, Slot, SLOTS_OFFSET, SLOT_SIZE};
+use crate::name::Name;
+
+mod claim;
+mod files;
+mod lifecycle;
+mod lock;
+
+pub(crate) use files::{open_existing, owner_alive, recorded_pid};
+pub use lifecycle::Published;
+pub use lock::SlotGuard;
+
+/// A mapped segment, either created by this process (its owner) or opened by name.
+pub struct Segment {
+    name: Name,
+    file: File,
+    map: MmapRaw,
+    geometry: Geometry,
+    locks: Vec<Box<dyn LockImpl>>,
+    owner: Option<lifecycle::Ownership>,
+    /// This process's pid and start time, recorded as a lock's holder. Read
+    /// once: `getpid` is a system call, and a lock is taken on every
+    /// transfer. (A segment is not carried across `fork`; a child opens its own.)
+    me: (u32, u64),
+}
+
+impl Segment {
+    /// The segment's name.
+    pub fn name(&self) -> &Name {
+        &self.name
+    }
+
+    /// The validated geometry.
+    pub fn geometry(&self) -> &Geometry {
+        &self.geometry
+    }
+
+    /// The global header.
+    pub fn header(&self) -> &Header {
+        // SAFETY: the mapping is page-aligned, at least HEADER_SIZE bytes long
+        // (checked at create/open), lives as long as `self`, and `Header` is
+        // made only of atomics, so shared access concurrent with other processes'
+        // writes is allowed.
+        unsafe { &*(self.map.as_ptr() as *const Header) }
+    }
+
+    /// Slot `i`'s control block.
+    ///
+    /// # Panics
+    /// If `i` is not below the slot count.
+    pub fn slot(&self, i: usize) -> &Slot {
+        assert!(
+            i < self.geometry.slot_count as usize,
+            "slot {i} out of range"
+        );
+        // SAFETY: as for `header`: the block lies inside the header page
+        // (slot_count <= MAX_SLOTS), is 8-aligned, and is all atomics apart from
+        // the mutex bytes, which sit in an UnsafeCell and are only touched
+        // through raw_sync.
+        unsafe { &*(self.map.as_ptr().add(SLOTS_OFFSET + i * SLOT_SIZE) as *const Slot) }
+    }
+
+    /// Raw pointer to slot `i`'s payload (capacity bytes). For types that
+    /// access shared memory with atomics or volatile operations.
+    ///
+    /// # Panics
+    /// If `i` is not below the slot count.
+    pub fn payload_ptr(&self, i: usize) -> *mut u8 {
+        assert!(
+            i < self.geometry.slot_count as usize,
+            "slot {i} out of range"
+        );
+        // The offset is within the mapping: header + i * stride < file_len.
+        self.map
+            .as_mut_ptr()
+            .wrapping_add(self.geometry.payload_offset(i))
+    }
+
+    /// Pointers to slot `i`'s mutex bytes and to its payload, as raw_sync
+    /// takes them.
+    fn lock_and_data(&self, slot: usize) -> (*mut u8, *mut u8) {
+        let lock = self.slot(slot).lock.get() as *mut u8;
+        (lock, self.payload_ptr(slot))
+    }
+
+    /// Fails unless the file still holds at least `len` bytes. Called before
+    /// touching memory that a truncation would have unmapped (SIGBUS).
+    ///
+    /// # Errors
+    /// [`Error::BadSegment`] naming the new size.
+    pub fn check_size(&self, len: u64) -> Result<()> {
+        let now = rustix::fs::fstat(&self.file)
+            .context(|| format!("stat segment {}", self.name))?
+            .st_size as u64;
+        if now < len {
+            return Err(Error::BadSegment {
+                name: self.name.to_string(),
+                reason: format!("the file was truncated to {now} bytes while mapped"),
+            });
+        }
+        Ok(())
+    }
+
+    /// Whether the creator still lives (holds its flock on the file).
+    pub fn owner_alive(&self) -> bool {
+        if self.owner.is_some() {
+            // Probing our own flock would convert it; we are alive anyway.
+            return true;
+        }
+        owner_alive(&self.file)
+    }
+
+    /// The producer's pid as recorded in the header.
+    pub fn producer_pid(&self) -> u32 {
+        self.header().producer_pid.load(Ordering::Relaxed)
+    }
+}
+
+/// Whether an [`Error`] means "no such segment".
+pub fn is_not_found(error: &Error) -> bool {
+    matches!(error, Error::Io { source, .. } if source.kind() == io::ErrorKind::NotFound)
+}
+
+/// The state names, for messages.
+pub fn state_name(value: u32) -> &'static str {
+    match value {
+        state::EMPTY => "empty",
+        state::READY => "ready",
+        state::ACKED => "acknowledged",
+        state::REJECTED => "rejected",
+        state::WITHDRAWN => "withdrawn by its producer",
+        _ => "invalid",
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_state_has_a_name_and_others_are_invalid() {
+        assert_eq!(state_name(state::READY), "ready");
+        assert_eq!(state_name(state::WITHDRAWN), "withdrawn by its producer");
+        assert_eq!(state_name(99), "invalid");
+    }
+}
