@@ -8,9 +8,10 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 use std::time::Duration;
 
+use bench::compare::{self, Row};
+use bench::siblings;
 use clap::Parser;
 use common::cli;
-use common::compare::{self, Row};
 
 /// Compare shared memory with sockets: copies, syscalls, bytes the kernel saw.
 #[derive(Parser, Debug)]
@@ -40,7 +41,7 @@ fn free_loopback_port() -> String {
 }
 
 fn run(args: &Args) -> Result<Vec<Row>, String> {
-    let bin_dir = compare::sibling_dir();
+    let bin_dir = siblings::dir();
     let mut run = 0;
     let mut next = || {
         run += 1;

@@ -16,7 +16,7 @@ use std::time::Duration;
 use serde::{Deserialize, Serialize};
 
 use super::{Pin, Transport};
-use crate::error::{Error, Result};
+use common::error::{Error, Result};
 
 /// The smallest payload: the sequence stamp takes 8 bytes.
 pub const MIN_SIZE: u64 = 8;

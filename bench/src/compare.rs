@@ -5,16 +5,17 @@
 //! Each case runs the real binaries: the consumer first, then the producer,
 //! both with `--json`. A row sums the two processes' transfer phases.
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::{Command, Stdio};
 use std::time::Duration;
 
 use serde::Serialize;
 use serde_json::Value;
 
-use crate::story::thousands;
-use crate::transfer::ReadMode;
-use crate::transport::TransportKind;
+use crate::siblings;
+use common::story::thousands;
+use common::transfer::ReadMode;
+use common::transport::TransportKind;
 
 /// One way of sending the image.
 #[derive(Clone, Debug)]
@@ -370,20 +371,22 @@ pub fn run_case(
         addr,
         "--json",
     ];
-    let consumer = Command::new(bin_dir.join("consumer"))
+    let consumer_bin = siblings::find_in(bin_dir, "consumer").map_err(|e| e.to_string())?;
+    let producer_bin = siblings::find_in(bin_dir, "producer").map_err(|e| e.to_string())?;
+    let consumer = Command::new(&consumer_bin)
         .args(common)
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .spawn()
-        .map_err(|e| format!("start {}: {e}", bin_dir.join("consumer").display()))?;
+        .map_err(|e| format!("start {}: {e}", consumer_bin.display()))?;
     // Let the consumer start waiting, so both runs take the same path.
     std::thread::sleep(Duration::from_millis(100));
-    let producer = Command::new(bin_dir.join("producer"))
+    let producer = Command::new(&producer_bin)
         .arg(image)
         .args(common)
         .args(["--read", case.read.as_str()])
         .output()
-        .map_err(|e| format!("start {}: {e}", bin_dir.join("producer").display()))?;
+        .map_err(|e| format!("start {}: {e}", producer_bin.display()))?;
     let consumer = consumer
         .wait_with_output()
         .map_err(|e| format!("wait for the consumer: {e}"))?;
@@ -398,14 +401,6 @@ pub fn run_case(
         serde_json::from_slice(&out.stdout).map_err(|e| format!("{who} printed no JSON: {e}"))
     };
     Ok((parse("producer", &producer)?, parse("consumer", &consumer)?))
-}
-
-/// The directory holding this executable (where cargo puts its siblings).
-pub fn sibling_dir() -> PathBuf {
-    std::env::current_exe()
-        .ok()
-        .and_then(|p| p.parent().map(Path::to_path_buf))
-        .unwrap_or_else(|| PathBuf::from("."))
 }
 
 #[cfg(test)]

@@ -258,7 +258,7 @@ fn finite(v: f64) -> f64 {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::bench::testdata::{self, row, KIB4, MIB8};
+    use crate::testdata::{self, row, KIB4, MIB8};
 
     /// The trimmed contents of every `<text>` element.
     fn texts(svg: &str) -> Vec<String> {
@@ -286,7 +286,7 @@ mod tests {
                 .push(row(t, Mode::Steady, Pin::Split, MIB8, 1.0));
         }
         let dir = tempfile::tempdir().unwrap();
-        let paths = crate::bench::write_all(&report, dir.path()).unwrap();
+        let paths = crate::write_all(&report, dir.path()).unwrap();
         let path = dir.path().join("throughput.svg");
         assert!(paths.contains(&path));
         let svg = std::fs::read_to_string(&path).unwrap();
@@ -326,7 +326,7 @@ mod tests {
 
     #[test]
     fn empty_and_zero_reports_still_draw_axes() {
-        let empty = crate::bench::Report::new(testdata::machine());
+        let empty = crate::Report::new(testdata::machine());
         let svg = to_svg(&empty).unwrap();
         assert!(svg.contains(&caption(Pin::Split)));
         assert!(!texts(&svg).iter().any(|t| t == "memcpy (ceiling)"));

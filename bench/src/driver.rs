@@ -1,7 +1,7 @@
 //! The benchmark driver behind `p1p2-bench`: plans the cases, runs each one
 //! (memcpy in this process; every transport as two real processes, the
-//! `producer` and `consumer` binaries with `--bench-peer`; the Python
-//! baseline as `scripts/python_baseline.py`), and writes the report.
+//! `p1p2-bench-peer` binary as sender and receiver; the Python baseline as
+//! `scripts/python_baseline.py`), and writes the report.
 //!
 //! A case that fails (a peer dies, times out, or finds a payload wrong) is
 //! recorded in the report's notes and the run goes on; its segment and
@@ -23,10 +23,10 @@ use super::checksum::PageBuf;
 use super::peer::{self, PeerReport, Spec, Test};
 use super::plan::Budget;
 use super::{Case, CaseResult, Config, LatencyResult, Machine, Mode, Pin, Report, Transport};
-use crate::error::{Error, Result};
-use crate::ledger::{Meter, Usage};
-use crate::name::{socket_dir, SHM_DIR};
-use crate::signals;
+use common::error::{Error, Result};
+use common::ledger::{Meter, Usage};
+use common::name::{socket_dir, SHM_DIR};
+use common::signals;
 
 /// Everything `p1p2-bench` was asked for.
 #[derive(Clone, Debug)]
@@ -63,8 +63,8 @@ pub struct Options {
     pub spin: Duration,
     /// Longest a peer waits for the other.
     pub timeout: Duration,
-    /// Directory of the `producer` and `consumer` binaries.
-    pub bin_dir: PathBuf,
+    /// The `p1p2-bench-peer` binary, which runs both sides of a case.
+    pub peer: PathBuf,
     /// The Python baseline script, or `None` to skip it.
     pub python_script: Option<PathBuf>,
     /// The Python interpreter.
@@ -160,7 +160,7 @@ pub fn run(options: &Options) -> Result<Outcome> {
                 }
         })
         .sum();
-    let bar = crate::progress::steps(steps as u64);
+    let bar = common::progress::steps(steps as u64);
     let mut report = Report::new(Machine::detect());
     report.config = Some(driver.config());
     for block in blocks {
@@ -461,12 +461,12 @@ impl Driver<'_> {
             cpu,
             spin_us: self.spin_for(case.pin),
             timeout_ms: self.options.timeout.as_millis() as u64,
-            progress: crate::progress::enabled(),
+            progress: common::progress::enabled(),
         }
     }
 
-    /// A throughput case with two peer processes: `producer` and `consumer`,
-    /// or the iceoryx2 peer binary in both roles.
+    /// A throughput case with two peer processes: the peer binary, or the
+    /// iceoryx2 peer binary, in both roles.
     fn peers(
         &mut self,
         case: Case,
@@ -573,23 +573,14 @@ impl Driver<'_> {
     ) -> Result<(PeerReport, PeerReport)> {
         let args = |spec: &Spec, role: &str| -> Vec<String> {
             let json = serde_json::to_string(spec).expect("specs serialise");
-            match iceoryx2 {
-                Some(_) => vec!["--role".into(), role.into(), "--bench-peer".into(), json],
-                None => vec!["--bench-peer".into(), json],
-            }
+            vec!["--role".into(), role.into(), "--bench-peer".into(), json]
         };
-        let (s_bin, r_bin) = match iceoryx2 {
-            Some(bin) => (bin.to_path_buf(), bin.to_path_buf()),
-            None => (
-                self.options.bin_dir.join("producer"),
-                self.options.bin_dir.join("consumer"),
-            ),
-        };
+        let bin = iceoryx2.unwrap_or(&self.options.peer);
         let limit = self.limit(&sender.budget);
         let (tx, rx) = mpsc::channel();
         let result = (|| {
-            let receiver_proc = Proc::start("receiver", &r_bin, &args(receiver, "receiver"), None)?;
-            let sender_proc = Proc::start("sender", &s_bin, &args(sender, "sender"), Some(tx));
+            let receiver_proc = Proc::start("receiver", bin, &args(receiver, "receiver"), None)?;
+            let sender_proc = Proc::start("sender", bin, &args(sender, "sender"), Some(tx));
             let sender_proc = match sender_proc {
                 Ok(p) => p,
                 Err(e) => {
@@ -1154,7 +1145,7 @@ fn remove_leftovers(name: &str) -> usize {
         };
         for entry in entries.flatten() {
             let file = entry.file_name().to_string_lossy().into_owned();
-            if !file.starts_with(crate::name::FILE_PREFIX) {
+            if !file.starts_with(common::name::FILE_PREFIX) {
                 continue;
             }
             let ours = if name.ends_with('-') {

@@ -42,7 +42,7 @@ use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
 
 use super::{plot, CaseResult, LatencyResult, Pin, Report, Transport};
-use crate::error::{Error, IoContext, Result};
+use common::error::{Error, IoContext, Result};
 
 /// One output file.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -538,8 +538,8 @@ fn csv_field(s: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::bench::testdata::{self, row, KIB4, MIB8};
-    use crate::bench::{Mode, Report};
+    use crate::testdata::{self, row, KIB4, MIB8};
+    use crate::{Mode, Report};
 
     #[test]
     fn json_round_trips_with_every_sample_and_the_agreed_keys() {
@@ -657,13 +657,13 @@ mod tests {
     #[test]
     fn markdown_describes_a_fixed_count_or_a_time_budget() {
         let mut report = testdata::report();
-        report.config = Some(crate::bench::Config {
+        report.config = Some(crate::Config {
             runs: 3,
             warmup: 1,
             ..Default::default()
         });
         assert!(to_markdown(&report).contains("\n3 measured runs per case after 1 warm-up run.\n"));
-        report.config = Some(crate::bench::Config {
+        report.config = Some(crate::Config {
             runs: 10,
             warmup: 5,
             quick: true,
@@ -737,7 +737,7 @@ mod tests {
             row(Transport::Shm, Mode::Steady, Pin::Same, MIB8, 4.0).with_note("pinned to CPU 0"),
         );
         let wide = CaseResult::from_samples(
-            crate::bench::Case {
+            crate::Case {
                 transport: Transport::Unix,
                 mode: Mode::Steady,
                 pin: Pin::Same,

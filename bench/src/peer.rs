@@ -1,6 +1,7 @@
-//! The two processes of a benchmark case: `producer --bench-peer SPEC` is the
-//! sender, `consumer --bench-peer SPEC` the receiver. `p1p2-bench` starts
-//! both, each prints one JSON line ([`PeerReport`]) and exits.
+//! The two processes of a benchmark case: `p1p2-bench-peer --role sender
+//! --bench-peer SPEC` is the sender, `--role receiver` the receiver.
+//! `p1p2-bench` starts both, each prints one JSON line ([`PeerReport`]) and
+//! exits.
 //!
 //! # What each sample times
 //! - **shm, steady** (one slot, reused): from the sender taking the slot's
@@ -40,14 +41,14 @@ use serde::{Deserialize, Serialize};
 use super::checksum::{read_stamp, stamp, Expected, PageBuf, STOP};
 use super::plan::Budget;
 use super::{Mode, Transport};
-use crate::error::{Error, Result, Role};
-use crate::layout::{state, Geometry, Kind};
-use crate::ledger::{Meter, ProcIo, Usage};
-use crate::name::Name;
-use crate::segment::{Segment, SlotGuard};
-use crate::story::Story;
-use crate::transport::socket::{Conn, Endpoint, Listener};
-use crate::wait::{self, Deadline};
+use common::error::{Error, Result, Role};
+use common::layout::{state, Geometry, Kind};
+use common::ledger::{Meter, ProcIo, Usage};
+use common::name::Name;
+use common::segment::{Segment, SlotGuard};
+use common::story::Story;
+use common::transport::socket::{Conn, Endpoint, Listener};
+use common::wait::{self, Deadline};
 
 /// What a case measures.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -146,6 +147,23 @@ pub struct PeerReport {
     pub capped: bool,
 }
 
+/// How a peer binary is called.
+pub const USAGE: &str = "--role sender|receiver --bench-peer SPEC (p1p2-bench runs it)";
+
+/// The role and the JSON spec from a peer binary's arguments (without the
+/// program name): `--role sender|receiver --bench-peer SPEC`; `None` for
+/// anything else.
+pub fn parse_args(args: &[String]) -> Option<(Role, &str)> {
+    match args {
+        [r, role, b, spec] if r == "--role" && b == "--bench-peer" => match role.as_str() {
+            "sender" => Some((Role::Producer, spec)),
+            "receiver" => Some((Role::Consumer, spec)),
+            _ => None,
+        },
+        _ => None,
+    }
+}
+
 /// Runs a peer for `role` from the JSON `spec`, prints its report as one
 /// JSON line, and returns the exit code (errors: one line on stderr).
 pub fn main(role: Role, spec: &str) -> ExitCode {
@@ -171,11 +189,11 @@ pub fn serve(role: Role, spec: &str, body: fn(Role, &Spec) -> Result<PeerReport>
             report.cpu = rustix::thread::sched_getcpu();
             Ok(report)
         });
-    crate::cli::finish(role, true, result)
+    common::cli::finish(role, true, result)
 }
 
 fn prepare(spec: &Spec) -> Result<()> {
-    crate::signals::install()?;
+    common::signals::install()?;
     // A peer outliving its driver would only wait for its timeout: end it.
     let _ = rustix::process::set_parent_process_death_signal(Some(rustix::process::Signal::TERM));
     if let Some(cpu) = spec.cpu {

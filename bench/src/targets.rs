@@ -215,7 +215,7 @@ fn latency_verdicts(latency: &[LatencyResult]) -> Vec<Verdict> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::bench::testdata::{self, row, MIB8};
+    use crate::testdata::{self, row, MIB8};
 
     #[test]
     fn ratios_decide_and_missing_rows_are_not_measured() {

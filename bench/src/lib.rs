@@ -1,6 +1,9 @@
-//! The benchmark's data model: what was measured, on which machine, and the
-//! statistics of every case, as written to `results.json`.
+//! The benchmark behind `p1p2-bench` and the demo's comparison behind
+//! `p1p2-compare`: the same transfer over shared memory, sockets, memcpy and
+//! Python, measured with the product's own segment, lock and wait code
+//! (`common`), and the files that report it.
 //!
+//! # The report
 //! A benchmark is, for every case (transport × mode × pinning × payload size),
 //! some unmeasured warm-up transfers followed by measured ones. Each measured
 //! transfer contributes one sample in nanoseconds. [`CaseResult::from_samples`]
@@ -24,6 +27,7 @@
 //! median gives a throughput of 0, not infinity), because JSON has no NaN or
 //! infinity and `serde_json` would write them as `null`.
 //!
+//! # Modules
 //! - [`stats`] computes percentiles, mean, deviation and spread warnings;
 //! - [`export`] writes `results.json`, `results.csv`, `latency.csv` and
 //!   `results.md`;
@@ -31,15 +35,19 @@
 //! - [`plan`] parses sizes and decides how many runs a case gets;
 //! - [`checksum`] is the payload's pattern, stamp and checksum;
 //! - [`peer`] is the sender's and the receiver's side of a case, run by the
-//!   `producer` and `consumer` binaries;
-//! - [`driver`] runs every case and writes the files.
+//!   `p1p2-bench-peer` binary;
+//! - [`driver`] runs every case and writes the files;
+//! - [`compare`] is the demo's side-by-side table of the transports;
+//! - [`siblings`] finds the executables the drivers start.
 
 pub mod checksum;
+pub mod compare;
 pub mod driver;
 pub mod export;
 pub mod peer;
 pub mod plan;
 pub mod plot;
+pub mod siblings;
 pub mod stats;
 pub mod targets;
 #[cfg(test)]
@@ -52,7 +60,7 @@ use std::time::{SystemTime, UNIX_EPOCH};
 
 use serde::{Deserialize, Serialize};
 
-use crate::error::Error;
+use common::error::Error;
 
 pub use export::{write_all, Format, Ratios};
 
