@@ -15,7 +15,7 @@ use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 
-use super::{Pin, Transport};
+use crate::case::{Pin, Transport};
 use common::error::{Error, Result};
 
 /// The smallest payload: the sequence stamp takes 8 bytes.

@@ -1,7 +1,7 @@
 //! The figures this project aims for, checked against one run's report.
 //!
 //! Each target compares rows measured in the same run, in steady state and in
-//! one placement (the one the plot shows, see [`super::plot::plotted_pin`]):
+//! one placement (the one the plot shows, see [`Report::plotted_pin`]):
 //!
 //! - at 8 MiB and above: `shm` at least 0.6 × `memcpy`, `shm-pipelined` at
 //!   least 0.85 × `memcpy`, 2 × `unix` and 4 × `tcp`;
@@ -12,8 +12,9 @@
 //!
 //! A target whose rows were not measured is reported as such, not as met.
 
-use super::export::human_bytes;
-use super::{CaseResult, LatencyResult, Mode, Pin, Report, Transport};
+use crate::case::{Mode, Pin, Transport};
+use crate::report::{CaseResult, LatencyResult, Report};
+use crate::units::human_bytes;
 
 /// The outcome of one target.
 #[derive(Clone, Debug, PartialEq)]
@@ -108,7 +109,7 @@ impl<'a> Rows<'a> {
 
 /// Checks every target against `report`.
 pub fn evaluate(report: &Report) -> Vec<Verdict> {
-    let pin = super::plot::plotted_pin(report);
+    let pin = report.plotted_pin();
     let rows = Rows { report, pin };
     let mut out = vec![
         rows.ratio(

@@ -1,7 +1,9 @@
 //! Synthetic reports with round numbers, for the tests of the exports and the
 //! plot.
 
-use super::{Case, CaseResult, LatencyResult, Machine, Mode, Pin, Report, Transport};
+use crate::case::{Case, Mode, Pin, Transport};
+use crate::machine::Machine;
+use crate::report::{CaseResult, LatencyResult, Report};
 
 /// 4 KiB.
 pub const KIB4: u64 = 4096;

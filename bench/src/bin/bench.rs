@@ -12,7 +12,7 @@ use std::process::ExitCode;
 use std::time::Duration;
 
 use bench::driver::{self, Options};
-use bench::peer::allowed_cpus;
+use bench::peer::affinity::allowed_cpus;
 use bench::plan::{self, parse_pins, parse_sizes, parse_transports};
 use bench::siblings;
 use bench::{Pin, Transport};

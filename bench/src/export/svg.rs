@@ -6,8 +6,8 @@
 //! - Steady-state rows are thick lines with dots; cold rows (a fresh segment
 //!   or connection per transfer), where measured, are thin lines of the same
 //!   colour labelled "(cold)".
-//! - One pinning is plotted: `split` when measured, otherwise the pinning with
-//!   the most rows; the caption names it. memcpy rows of that pinning are
+//! - One pinning is plotted ([`Report::plotted_pin`]): `split` when measured,
+//!   otherwise the pinning with the most rows; the caption names it. memcpy rows of that pinning are
 //!   preferred for the ceiling, but any memcpy row of a size will do.
 //! - The legend stands right of the plotting area, where no line can hide it.
 //! - A transport that lacks some sizes is drawn through the sizes it has; a
@@ -22,8 +22,23 @@ use std::collections::BTreeMap;
 use plotters::prelude::*;
 use plotters::series::DashedLineSeries;
 
-use super::export::{human_bytes, RenderError};
-use super::{CaseResult, Mode, Pin, Report, Transport};
+use super::{Exporter, RenderError};
+use crate::case::{Mode, Pin, Transport};
+use crate::report::{CaseResult, Report};
+use crate::units::human_bytes;
+
+/// The exporter of `throughput.svg`.
+pub struct Svg;
+
+impl Exporter for Svg {
+    fn file_name(&self) -> &'static str {
+        "throughput.svg"
+    }
+
+    fn render(&self, report: &Report) -> Result<String, RenderError> {
+        to_svg(report)
+    }
+}
 
 /// Width and height of the plot, in SVG pixels.
 pub const SIZE: (u32, u32) = (960, 600);
@@ -51,27 +66,6 @@ fn color(transport: Transport) -> RGBColor {
     }
 }
 
-/// The pinning a plot of `report` shows: `split` when any non-memcpy
-/// steady-state row has it, otherwise the most common among those rows
-/// (`split` when there are none).
-pub fn plotted_pin(report: &Report) -> Pin {
-    let mut counts: BTreeMap<Pin, usize> = BTreeMap::new();
-    for r in &report.results {
-        if r.transport != Transport::Memcpy && r.mode == Mode::Steady {
-            *counts.entry(r.pin).or_default() += 1;
-        }
-    }
-    if counts.is_empty() || counts.contains_key(&Pin::Split) {
-        return Pin::Split;
-    }
-    // Ties go to the first pinning in `Pin::ALL` order.
-    counts
-        .into_iter()
-        .rev()
-        .max_by_key(|&(_, n)| n)
-        .map_or(Pin::Split, |(pin, _)| pin)
-}
-
 /// One line of the plot: (bytes, GB/s) points in size order.
 struct Line {
     transport: Transport,
@@ -84,7 +78,7 @@ struct Line {
 fn lines(report: &Report, pin: Pin) -> Vec<Line> {
     let mut lines = Vec::new();
     for &transport in Transport::ALL {
-        for &mode in super::Mode::ALL {
+        for &mode in Mode::ALL {
             let rows: Vec<&CaseResult> = report
                 .results
                 .iter()
@@ -133,7 +127,7 @@ fn lines(report: &Report, pin: Pin) -> Vec<Line> {
 /// [`RenderError::Plot`] when plotters fails to draw (it should not for any
 /// report; all values are checked to be finite first).
 pub fn to_svg(report: &Report) -> Result<String, RenderError> {
-    let pin = plotted_pin(report);
+    let pin = report.plotted_pin();
     let lines = lines(report, pin);
 
     let mut sizes: Vec<f64> = lines
@@ -286,7 +280,7 @@ mod tests {
                 .push(row(t, Mode::Steady, Pin::Split, MIB8, 1.0));
         }
         let dir = tempfile::tempdir().unwrap();
-        let paths = crate::write_all(&report, dir.path()).unwrap();
+        let paths = crate::export::write_all(&report, dir.path()).unwrap();
         let path = dir.path().join("throughput.svg");
         assert!(paths.contains(&path));
         let svg = std::fs::read_to_string(&path).unwrap();
@@ -326,7 +320,7 @@ mod tests {
 
     #[test]
     fn empty_and_zero_reports_still_draw_axes() {
-        let empty = crate::Report::new(testdata::machine());
+        let empty = Report::new(testdata::machine());
         let svg = to_svg(&empty).unwrap();
         assert!(svg.contains(&caption(Pin::Split)));
         assert!(!texts(&svg).iter().any(|t| t == "memcpy (ceiling)"));
@@ -342,12 +336,12 @@ mod tests {
     #[test]
     fn the_plotted_pin_prefers_split_then_the_most_common() {
         let mut report = testdata::report();
-        assert_eq!(plotted_pin(&report), Pin::Split);
+        assert_eq!(report.plotted_pin(), Pin::Split);
         report.results.retain(|r| r.transport == Transport::Memcpy);
         report
             .results
             .push(row(Transport::Shm, Mode::Steady, Pin::Same, MIB8, 5.0));
-        assert_eq!(plotted_pin(&report), Pin::Same);
+        assert_eq!(report.plotted_pin(), Pin::Same);
         assert!(to_svg(&report).unwrap().contains(&caption(Pin::Same)));
     }
 }
