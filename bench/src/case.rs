@@ -1,5 +1,6 @@
-//! What identifies one benchmark case: how the payload travels, whether
-//! resources are reused, where the processes run, and the payload size.
+//! What identifies one benchmark case: how the payload travels ([`Channel`],
+//! written `transport` in files and flags), whether resources are reused,
+//! where the processes run, and the payload size.
 
 use std::fmt;
 use std::str::FromStr;
@@ -65,9 +66,11 @@ macro_rules! word_enum {
 }
 
 word_enum! {
-    /// How the payload travels in one benchmark case. The order of the
-    /// variants is the order of rows in tables and of lines in the plot.
-    Transport, "transport" {
+    /// How the payload travels in one benchmark case: the benchmark's own
+    /// list, which goes beyond the product's transports (memcpy, Python,
+    /// iceoryx2). Files, tables and flags call it `transport`. The order of
+    /// the variants is the order of rows in tables and of lines in the plot.
+    Channel, "transport" {
         /// One `memcpy` inside a single process: the ceiling for any transport.
         Memcpy => "memcpy",
         /// A shared-memory segment, one transfer at a time.
@@ -113,7 +116,7 @@ word_enum! {
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub struct Case {
     /// How the payload travels.
-    pub transport: Transport,
+    pub transport: Channel,
     /// Reused or fresh resources.
     pub mode: Mode,
     /// Where the processes run.
@@ -142,7 +145,7 @@ mod tests {
 
     #[test]
     fn names_are_kebab_case_and_round_trip() {
-        let names: Vec<&str> = Transport::ALL.iter().map(|t| t.as_str()).collect();
+        let names: Vec<&str> = Channel::ALL.iter().map(|t| t.as_str()).collect();
         assert_eq!(
             names,
             [
@@ -156,15 +159,15 @@ mod tests {
                 "iceoryx2"
             ]
         );
-        for t in Transport::ALL {
+        for t in Channel::ALL {
             let json = serde_json::to_string(t).unwrap();
             assert_eq!(json, format!("\"{}\"", t.as_str()));
-            assert_eq!(serde_json::from_str::<Transport>(&json).unwrap(), *t);
-            assert_eq!(t.as_str().parse::<Transport>().unwrap(), *t);
+            assert_eq!(serde_json::from_str::<Channel>(&json).unwrap(), *t);
+            assert_eq!(t.as_str().parse::<Channel>().unwrap(), *t);
         }
         assert_eq!(serde_json::to_string(&Pin::None).unwrap(), "\"none\"");
         assert_eq!(serde_json::to_string(&Mode::Cold).unwrap(), "\"cold\"");
-        let err = "udp".parse::<Transport>().unwrap_err().to_string();
+        let err = "udp".parse::<Channel>().unwrap_err().to_string();
         assert!(err.contains("unknown transport \"udp\"") && err.contains("iceoryx2"));
     }
 }

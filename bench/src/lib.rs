@@ -64,6 +64,6 @@ pub mod targets;
 mod testdata;
 pub mod units;
 
-pub use case::{Case, Mode, Pin, Transport};
+pub use case::{Case, Channel, Mode, Pin};
 pub use machine::Machine;
 pub use report::{CaseResult, Config, LatencyResult, Report};

@@ -6,7 +6,7 @@ use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
 
-use crate::case::{Case, Mode, Pin, Transport};
+use crate::case::{Case, Channel, Mode, Pin};
 use crate::machine::Machine;
 use crate::stats;
 
@@ -40,7 +40,7 @@ pub struct Config {
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct CaseResult {
     /// How the payload travels.
-    pub transport: Transport,
+    pub transport: Channel,
     /// Reused or fresh resources.
     pub mode: Mode,
     /// Where the processes ran.
@@ -158,7 +158,7 @@ impl CaseResult {
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct LatencyResult {
     /// How the message travels.
-    pub transport: Transport,
+    pub transport: Channel,
     /// Where the processes ran.
     pub pin: Pin,
     /// Message size in bytes (64 in the standard set).
@@ -183,7 +183,7 @@ impl LatencyResult {
     /// Computes the statistics of `samples_ns`, one time per round trip, in
     /// nanoseconds. Returns `None` when there are no samples.
     pub fn from_samples(
-        transport: Transport,
+        transport: Channel,
         pin: Pin,
         bytes: u64,
         variant: impl Into<String>,
@@ -256,7 +256,7 @@ impl Report {
     pub fn plotted_pin(&self) -> Pin {
         let mut counts: BTreeMap<Pin, usize> = BTreeMap::new();
         for r in &self.results {
-            if r.transport != Transport::Memcpy && r.mode == Mode::Steady {
+            if r.transport != Channel::Memcpy && r.mode == Mode::Steady {
                 *counts.entry(r.pin).or_default() += 1;
             }
         }
@@ -287,7 +287,7 @@ mod tests {
     #[test]
     fn from_samples_computes_statistics_and_throughput() {
         let case = Case {
-            transport: Transport::Shm,
+            transport: Channel::Shm,
             mode: Mode::Steady,
             pin: Pin::Split,
             bytes: 8_000_000,
@@ -312,7 +312,7 @@ mod tests {
     #[test]
     fn odd_samples_give_finite_numbers_or_nothing() {
         let case = Case {
-            transport: Transport::Memcpy,
+            transport: Channel::Memcpy,
             mode: Mode::Steady,
             pin: Pin::None,
             bytes: 4096,
@@ -324,8 +324,6 @@ mod tests {
         let one = CaseResult::from_samples(case, vec![7], 0, 1.0, 0.0).unwrap();
         assert_eq!(one.stddev_ns, None);
         assert_eq!(one.p10_ns, 7.0);
-        assert!(
-            LatencyResult::from_samples(Transport::Shm, Pin::Same, 64, "spin", vec![]).is_none()
-        );
+        assert!(LatencyResult::from_samples(Channel::Shm, Pin::Same, 64, "spin", vec![]).is_none());
     }
 }

@@ -15,7 +15,7 @@ use bench::driver::{self, Options};
 use bench::peer::affinity::allowed_cpus;
 use bench::plan::{self, parse_pins, parse_sizes, parse_transports};
 use bench::siblings;
-use bench::{Pin, Transport};
+use bench::{Channel, Pin};
 use clap::error::ErrorKind;
 use clap::Parser;
 use common::{cli, Error};
@@ -128,10 +128,10 @@ fn options(args: Args, peer: PathBuf) -> Result<Options, Error> {
     };
     let transports = match &args.transports {
         Some(list) => parse_transports(list)?,
-        None => Transport::ALL
+        None => Channel::ALL
             .iter()
             .copied()
-            .filter(|&t| t != Transport::Iceoryx2 || iceoryx2_peer().is_some())
+            .filter(|&t| t != Channel::Iceoryx2 || iceoryx2_peer().is_some())
             .collect(),
     };
     let pins = parse_pins(args.pin.as_deref().unwrap_or(default_pin))?;

@@ -8,7 +8,7 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 use std::time::Duration;
 
-use bench::compare::{self, Row};
+use bench::compare::{self, Figures};
 use bench::siblings;
 use clap::Parser;
 use common::cli;
@@ -40,7 +40,7 @@ fn free_loopback_port() -> String {
         .map_or_else(|_| "127.0.0.1:47800".into(), |a| a.to_string())
 }
 
-fn run(args: &Args) -> Result<Vec<Row>, String> {
+fn run(args: &Args) -> Result<Vec<Figures>, String> {
     let bin_dir = siblings::dir();
     let mut run = 0;
     let mut next = || {
@@ -50,12 +50,12 @@ fn run(args: &Args) -> Result<Vec<Row>, String> {
             free_loopback_port(),
         )
     };
-    compare::cases()
+    compare::scenarios()
         .iter()
-        .map(|case| {
+        .map(|scenario| {
             compare::measure(
                 &bin_dir,
-                case,
+                scenario,
                 &args.image,
                 args.runs,
                 &mut next,

@@ -18,7 +18,7 @@ use common::signals;
 
 /// A running child process whose stdout is collected and whose stderr is
 /// scanned for progress lines.
-pub(super) struct Proc {
+pub(super) struct Running {
     who: &'static str,
     child: Child,
     stdout: Option<JoinHandle<Vec<u8>>>,
@@ -71,13 +71,13 @@ fn describe(status: ExitStatus) -> String {
     }
 }
 
-impl Proc {
+impl Running {
     pub(super) fn start(
         who: &'static str,
         bin: &Path,
         args: &[String],
         progress: Option<mpsc::Sender<(usize, u64)>>,
-    ) -> Result<Proc> {
+    ) -> Result<Running> {
         let mut child = Command::new(bin)
             .args(args)
             .stdin(Stdio::null())
@@ -111,7 +111,7 @@ impl Proc {
             }
             kept
         });
-        Ok(Proc {
+        Ok(Running {
             who,
             child,
             stdout: Some(stdout),
@@ -162,7 +162,7 @@ impl Proc {
 /// a few seconds to notice, then are ended. A signal to this process ends
 /// them all and returns [`Error::Interrupted`].
 pub(super) fn wait_all(
-    mut procs: Vec<Proc>,
+    mut procs: Vec<Running>,
     limit: Duration,
     progress: &mpsc::Receiver<(usize, u64)>,
     bar: &ProgressBar,
@@ -183,7 +183,7 @@ pub(super) fn wait_all(
             }
         }
         if running == 0 {
-            return Ok(procs.into_iter().map(Proc::output).collect());
+            return Ok(procs.into_iter().map(Running::output).collect());
         }
         if let Some(signal) = signals::received() {
             finish_all(procs, Duration::from_secs(2), progress, bar, bytes);
@@ -214,7 +214,7 @@ pub(super) fn wait_all(
 /// Ends the processes still running: SIGTERM (they clean up and exit), and
 /// SIGKILL for those still there after `grace`.
 pub(super) fn finish_all(
-    mut procs: Vec<Proc>,
+    mut procs: Vec<Running>,
     grace: Duration,
     progress: &mpsc::Receiver<(usize, u64)>,
     bar: &ProgressBar,
@@ -230,7 +230,7 @@ pub(super) fn finish_all(
     for p in &mut procs {
         p.signal(rustix::process::Signal::KILL);
     }
-    procs.into_iter().map(Proc::output).collect()
+    procs.into_iter().map(Running::output).collect()
 }
 
 /// Shows the sender's latest progress line, waiting at most `wait` for one.

@@ -1,7 +1,7 @@
 //! The units of work of a run: the jobs, the blocks of throughput cases
 //! that take turns in rounds, and how a case's rounds merge into one row.
 
-use crate::case::{Case, Pin, Transport};
+use crate::case::{Case, Channel, Pin};
 use crate::report::CaseResult;
 use crate::units::human_bytes;
 
@@ -13,7 +13,7 @@ pub(super) enum Job {
     Python(Case),
     Iceoryx2(Case),
     Latency {
-        transport: Transport,
+        transport: Channel,
         pin: Pin,
         variant: &'static str,
     },
@@ -110,7 +110,7 @@ mod tests {
     #[test]
     fn rounds_merge_into_one_row() {
         let case = Case {
-            transport: Transport::Unix,
+            transport: Channel::Unix,
             mode: Mode::Steady,
             pin: Pin::Split,
             bytes: 4096,
@@ -145,16 +145,16 @@ mod tests {
             bytes,
         };
         let jobs = vec![
-            Job::Memcpy(case(Transport::Memcpy, 4096)),
-            Job::Peers(case(Transport::Shm, 4096)),
-            Job::Peers(case(Transport::Shm, 8192)),
+            Job::Memcpy(case(Channel::Memcpy, 4096)),
+            Job::Peers(case(Channel::Shm, 4096)),
+            Job::Peers(case(Channel::Shm, 8192)),
             Job::Latency {
-                transport: Transport::Shm,
+                transport: Channel::Shm,
                 pin: Pin::Same,
                 variant: "blocking",
             },
             Job::Latency {
-                transport: Transport::Unix,
+                transport: Channel::Unix,
                 pin: Pin::Same,
                 variant: "blocking",
             },

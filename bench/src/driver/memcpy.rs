@@ -61,12 +61,12 @@ pub fn measure(case: Case, budget: Budget, cpu: Option<usize>) -> Result<CaseRes
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::case::{Mode, Pin, Transport};
+    use crate::case::{Channel, Mode, Pin};
 
     #[test]
     fn memcpy_measures_the_budget_and_counts_one_copy() {
         let case = Case {
-            transport: Transport::Memcpy,
+            transport: Channel::Memcpy,
             mode: Mode::Steady,
             pin: Pin::None,
             bytes: 4096,

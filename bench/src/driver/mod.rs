@@ -30,10 +30,10 @@ use std::time::Duration;
 
 use indicatif::ProgressBar;
 
-use self::child::{finish_all, wait_all, Proc};
+use self::child::{finish_all, wait_all, Running};
 use self::cleanup::{remove_iceoryx2_files, remove_leftovers};
 use self::jobs::{blocks, is_throughput, merge, Job};
-use crate::case::{Case, Mode, Pin, Transport};
+use crate::case::{Case, Channel, Mode, Pin};
 use crate::export::write_all;
 use crate::machine::Machine;
 use crate::peer::affinity::allowed_cpus;
@@ -55,7 +55,7 @@ pub struct Options {
     /// Payload sizes.
     pub sizes: Vec<u64>,
     /// Throughput transports to measure.
-    pub transports: Vec<Transport>,
+    pub transports: Vec<Channel>,
     /// Also measure shm with a fresh segment per transfer.
     pub cold: bool,
     /// Placements of the throughput cases.
@@ -102,7 +102,7 @@ pub struct Outcome {
 }
 
 /// A row of either table.
-enum Row {
+enum Measurement {
     Throughput(CaseResult),
     Latency(LatencyResult),
 }
@@ -166,7 +166,7 @@ pub fn run(options: &Options) -> Result<Outcome> {
                     continue;
                 }
                 match driver.run_job(job, &bar) {
-                    Ok(Some(Row::Throughput(row))) => {
+                    Ok(Some(Measurement::Throughput(row))) => {
                         bar.println(format!(
                             "{label}: {} runs, median {}, {:.0} MB/s",
                             row.runs,
@@ -177,7 +177,7 @@ pub fn run(options: &Options) -> Result<Outcome> {
                             p.push(row);
                         }
                     }
-                    Ok(Some(Row::Latency(row))) => {
+                    Ok(Some(Measurement::Latency(row))) => {
                         bar.println(format!(
                             "{label}: {} round trips, median {}",
                             row.round_trips,
@@ -294,7 +294,7 @@ impl Driver<'_> {
         let python_ok = self.python_ready();
         for &pin in &o.pins {
             for &bytes in &o.sizes {
-                for &transport in Transport::ALL {
+                for &transport in Channel::ALL {
                     if !o.transports.contains(&transport) {
                         continue;
                     }
@@ -305,29 +305,29 @@ impl Driver<'_> {
                         bytes,
                     };
                     match transport {
-                        Transport::Memcpy => jobs.push(Job::Memcpy(case(Mode::Steady))),
-                        Transport::Shm => {
+                        Channel::Memcpy => jobs.push(Job::Memcpy(case(Mode::Steady))),
+                        Channel::Shm => {
                             jobs.push(Job::Peers(case(Mode::Steady)));
                             if o.cold {
                                 jobs.push(Job::Peers(case(Mode::Cold)));
                             }
                         }
-                        Transport::ShmPipelined | Transport::Unix | Transport::Tcp => {
+                        Channel::ShmPipelined | Channel::Unix | Channel::Tcp => {
                             jobs.push(Job::Peers(case(Mode::Steady)))
                         }
-                        Transport::PythonShm | Transport::PythonArray if python_ok => {
+                        Channel::PythonShm | Channel::PythonArray if python_ok => {
                             jobs.push(Job::Python(case(Mode::Steady)))
                         }
-                        Transport::PythonShm | Transport::PythonArray => {}
-                        Transport::Iceoryx2 if o.iceoryx2_peer.is_some() => {
+                        Channel::PythonShm | Channel::PythonArray => {}
+                        Channel::Iceoryx2 if o.iceoryx2_peer.is_some() => {
                             jobs.push(Job::Iceoryx2(case(Mode::Steady)))
                         }
-                        Transport::Iceoryx2 => {}
+                        Channel::Iceoryx2 => {}
                     }
                 }
             }
         }
-        if o.transports.contains(&Transport::Iceoryx2) && o.iceoryx2_peer.is_none() {
+        if o.transports.contains(&Channel::Iceoryx2) && o.iceoryx2_peer.is_none() {
             self.notes.push(
                 "iceoryx2 rows skipped: this p1p2-bench was built without the iceoryx2 \
                  feature (scripts/bench.sh --peers builds it)"
@@ -335,13 +335,13 @@ impl Driver<'_> {
             );
         }
         for &pin in &o.latency_pins {
-            for transport in [Transport::Shm, Transport::Unix, Transport::Tcp] {
+            for transport in [Channel::Shm, Channel::Unix, Channel::Tcp] {
                 jobs.push(Job::Latency {
                     transport,
                     pin,
                     variant: "blocking",
                 });
-                if transport == Transport::Shm && pin == Pin::Split && !o.spin.is_zero() {
+                if transport == Channel::Shm && pin == Pin::Split && !o.spin.is_zero() {
                     jobs.push(Job::Latency {
                         transport,
                         pin,
@@ -356,8 +356,8 @@ impl Driver<'_> {
     /// Whether the Python baseline can run; notes why not.
     fn python_ready(&mut self) -> bool {
         let o = self.options;
-        let wanted = o.transports.contains(&Transport::PythonShm)
-            || o.transports.contains(&Transport::PythonArray);
+        let wanted = o.transports.contains(&Channel::PythonShm)
+            || o.transports.contains(&Channel::PythonArray);
         if !wanted {
             return false;
         }
@@ -371,7 +371,7 @@ impl Driver<'_> {
     }
 
     /// A Python baseline case: one `python3 scripts/python_baseline.py` run.
-    fn python(&mut self, case: Case, bar: &ProgressBar) -> Result<Option<Row>> {
+    fn python(&mut self, case: Case, bar: &ProgressBar) -> Result<Option<Measurement>> {
         let o = self.options;
         let script = o.python_script.clone().expect("checked in plan");
         let budget = self.budget(case.bytes);
@@ -395,7 +395,7 @@ impl Driver<'_> {
                 run.runs
             ));
         }
-        Ok(Some(Row::Throughput(run.row)))
+        Ok(Some(Measurement::Throughput(run.row)))
     }
 
     /// A fresh segment or socket name for a case: `bench-PID-N`.
@@ -421,13 +421,13 @@ impl Driver<'_> {
         }
     }
 
-    fn run_job(&mut self, job: &Job, bar: &ProgressBar) -> Result<Option<Row>> {
+    fn run_job(&mut self, job: &Job, bar: &ProgressBar) -> Result<Option<Measurement>> {
         signals::check()?;
         match job {
             Job::Memcpy(case) => {
                 let budget = self.budget(case.bytes);
                 let cpu = self.placement(case.pin).0;
-                memcpy::measure(*case, budget, cpu).map(|r| Some(Row::Throughput(r)))
+                memcpy::measure(*case, budget, cpu).map(|r| Some(Measurement::Throughput(r)))
             }
             Job::Peers(case) => self.peers(*case, None, bar),
             Job::Iceoryx2(case) => {
@@ -445,7 +445,7 @@ impl Driver<'_> {
 
     fn spec(&mut self, case: Case, test: Test, budget: Budget, cpu: Option<usize>) -> Spec {
         let name = self.next_name();
-        let addr = (case.transport == Transport::Tcp).then(free_loopback_addr);
+        let addr = (case.transport == Channel::Tcp).then(free_loopback_addr);
         Spec {
             test,
             transport: case.transport,
@@ -469,7 +469,7 @@ impl Driver<'_> {
         case: Case,
         iceoryx2: Option<PathBuf>,
         bar: &ProgressBar,
-    ) -> Result<Option<Row>> {
+    ) -> Result<Option<Measurement>> {
         let budget = self.budget(case.bytes);
         let (cpu_s, cpu_r) = self.placement(case.pin);
         let sender = self.spec(case, Test::Throughput, budget, cpu_s);
@@ -514,16 +514,16 @@ impl Driver<'_> {
         if !notes.is_empty() {
             row = row.with_note(notes.join("; "));
         }
-        Ok(Some(Row::Throughput(row)))
+        Ok(Some(Measurement::Throughput(row)))
     }
 
     fn latency(
         &mut self,
-        transport: Transport,
+        transport: Channel,
         pin: Pin,
         variant: &'static str,
         bar: &ProgressBar,
-    ) -> Result<Option<Row>> {
+    ) -> Result<Option<Measurement>> {
         let rt = self.options.round_trips.max(1);
         let budget = Budget {
             warmup: (rt / 10).clamp(1, 1000),
@@ -551,7 +551,7 @@ impl Driver<'_> {
         let (s, _) = self.run_pair(&sender, &receiver, None, case.bytes, bar)?;
         let row = LatencyResult::from_samples(transport, pin, case.bytes, variant, s.samples_ns)
             .ok_or_else(|| Error::Usage("the sender measured no round trip".into()))?;
-        Ok(Some(Row::Latency(row)))
+        Ok(Some(Measurement::Latency(row)))
     }
 
     /// The longest a case may take before its processes are ended.
@@ -576,8 +576,8 @@ impl Driver<'_> {
         let limit = self.limit(&sender.budget);
         let (tx, rx) = mpsc::channel();
         let result = (|| {
-            let receiver_proc = Proc::start("receiver", bin, &args(receiver, "receiver"), None)?;
-            let sender_proc = Proc::start("sender", bin, &args(sender, "sender"), Some(tx));
+            let receiver_proc = Running::start("receiver", bin, &args(receiver, "receiver"), None)?;
+            let sender_proc = Running::start("sender", bin, &args(sender, "sender"), Some(tx));
             let sender_proc = match sender_proc {
                 Ok(p) => p,
                 Err(e) => {
@@ -616,7 +616,7 @@ impl Driver<'_> {
 
 /// Notes on how the rows were made, once per report.
 fn method_notes(options: &Options, report: &Report, python: Option<&str>) -> Vec<String> {
-    let has = |t: Transport| report.results.iter().any(|r| r.transport == t);
+    let has = |t: Channel| report.results.iter().any(|r| r.transport == t);
     let mut notes = Vec::new();
     if options.runs.is_none() && options.rounds > 1 && !report.results.is_empty() {
         notes.push(format!(
@@ -626,14 +626,14 @@ fn method_notes(options: &Options, report: &Report, python: Option<&str>) -> Vec
             options.rounds
         ));
     }
-    if has(Transport::Memcpy) {
+    if has(Channel::Memcpy) {
         notes.push(
             "memcpy: one copy between two hot, page-aligned buffers in one process, on the \
              sender's CPU; below 1 MiB each sample is the mean of 1 MiB / size copies"
                 .to_string(),
         );
     }
-    if has(Transport::ShmPipelined) {
+    if has(Channel::ShmPipelined) {
         notes.push(format!(
             "shm-pipelined: {} slots; a sample is the interval between two acknowledgements",
             options.slots.max(2)

@@ -10,8 +10,8 @@ use std::time::Duration;
 use indicatif::ProgressBar;
 use serde::Deserialize;
 
-use super::child::{wait_all, Proc};
-use crate::case::{Case, Transport};
+use super::child::{wait_all, Running};
+use crate::case::{Case, Channel};
 use crate::plan::Budget;
 use crate::report::CaseResult;
 use common::error::{Error, Result};
@@ -54,7 +54,7 @@ pub(super) struct Baseline<'a> {
 }
 
 /// What one run of the baseline gave.
-pub(super) struct Run {
+pub(super) struct BaselineRun {
     /// The case's row.
     pub(super) row: CaseResult,
     /// The interpreter's version, e.g. "3.11.2".
@@ -81,10 +81,10 @@ impl Baseline<'_> {
         name: &str,
         limit: Duration,
         bar: &ProgressBar,
-    ) -> Result<Run> {
+    ) -> Result<BaselineRun> {
         let script = self.script;
         let mode = match case.transport {
-            Transport::PythonArray => "array",
+            Channel::PythonArray => "array",
             _ => "shm",
         };
         let cpu = |c: Option<usize>| c.map_or("-1".to_string(), |c| c.to_string());
@@ -114,7 +114,7 @@ impl Baseline<'_> {
             self.timeout.as_secs().max(1).to_string(),
         ];
         let (tx, rx) = mpsc::channel();
-        let proc = Proc::start("python", Path::new(self.python), &args, Some(tx))?;
+        let proc = Running::start("python", Path::new(self.python), &args, Some(tx))?;
         let py = wait_all(vec![proc], limit, &rx, bar, case.bytes)?
             .pop()
             .expect("one output")
@@ -142,7 +142,7 @@ impl Baseline<'_> {
         if !notes.is_empty() {
             row = row.with_note(notes.join("; "));
         }
-        Ok(Run {
+        Ok(BaselineRun {
             row,
             python: py.python,
             runs: py.runs,

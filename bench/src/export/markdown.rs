@@ -7,7 +7,7 @@ use std::fmt::Write as _;
 use super::order::{sorted_latency, sorted_results};
 use super::ratios::ratios;
 use super::{Exporter, RenderError};
-use crate::case::{Pin, Transport};
+use crate::case::{Channel, Pin};
 use crate::report::{CaseResult, Report};
 use crate::units::{count, human_bytes, human_ns, human_range, two_decimals};
 
@@ -140,7 +140,7 @@ pub fn to_markdown(report: &Report) -> String {
 fn throughput_tables(results: &[CaseResult]) -> Vec<(Option<Pin>, Vec<&CaseResult>)> {
     let mut pins: Vec<Pin> = results
         .iter()
-        .filter(|r| r.transport != Transport::Memcpy)
+        .filter(|r| r.transport != Channel::Memcpy)
         .map(|r| r.pin)
         .collect();
     pins.sort_unstable();
@@ -155,11 +155,11 @@ fn throughput_tables(results: &[CaseResult]) -> Vec<(Option<Pin>, Vec<&CaseResul
         .map(|pin| {
             let memcpy_has_pin = results
                 .iter()
-                .any(|r| r.transport == Transport::Memcpy && r.pin == pin);
+                .any(|r| r.transport == Channel::Memcpy && r.pin == pin);
             let mut chosen: Vec<&CaseResult> = results
                 .iter()
                 .filter(|r| {
-                    if r.transport == Transport::Memcpy {
+                    if r.transport == Channel::Memcpy {
                         !memcpy_has_pin || r.pin == pin
                     } else {
                         r.pin == pin
@@ -269,11 +269,11 @@ mod tests {
     fn markdown_splits_tables_by_pin_and_lists_notes_and_warnings() {
         let mut report = testdata::report();
         report.results.push(
-            row(Transport::Shm, Mode::Steady, Pin::Same, MIB8, 4.0).with_note("pinned to CPU 0"),
+            row(Channel::Shm, Mode::Steady, Pin::Same, MIB8, 4.0).with_note("pinned to CPU 0"),
         );
         let wide = CaseResult::from_samples(
             crate::Case {
-                transport: Transport::Unix,
+                transport: Channel::Unix,
                 mode: Mode::Steady,
                 pin: Pin::Same,
                 bytes: MIB8,

@@ -1,11 +1,11 @@
 //! The order of rows in every table and CSV file: throughput rows by size,
-//! then transport (in the order of [`Transport::ALL`](crate::case::Transport::ALL)),
+//! then transport (in the order of [`Channel::ALL`](crate::case::Channel::ALL)),
 //! mode and pinning; latency rows by transport, variant, pinning and size.
 
 use crate::report::{CaseResult, LatencyResult};
 
 /// Throughput rows in table order: by size, then transport (in the order of
-/// [`Transport::ALL`](crate::case::Transport::ALL)), then mode (steady before cold), then pin.
+/// [`Channel::ALL`](crate::case::Channel::ALL)), then mode (steady before cold), then pin.
 pub fn sorted_results(results: &[CaseResult]) -> Vec<&CaseResult> {
     let mut rows: Vec<&CaseResult> = results.iter().collect();
     rows.sort_by_key(|r| (r.bytes, r.transport, r.mode, r.pin));

@@ -12,7 +12,7 @@
 //! A ratio is missing (empty in CSV, "–" in Markdown) when there is no such
 //! reference row or its throughput is 0.
 
-use crate::case::Transport;
+use crate::case::Channel;
 use crate::report::CaseResult;
 
 /// How one throughput row compares with its references (see the module
@@ -30,12 +30,12 @@ pub struct Ratios {
 pub fn ratios(results: &[CaseResult], row: &CaseResult) -> Ratios {
     let memcpy = results
         .iter()
-        .filter(|r| r.transport == Transport::Memcpy && r.bytes == row.bytes)
+        .filter(|r| r.transport == Channel::Memcpy && r.bytes == row.bytes)
         // max_by_key keeps the last of equals; reversing keeps the first.
         .rev()
         .max_by_key(|r| (r.pin == row.pin, r.mode == row.mode));
     let unix = results.iter().find(|r| {
-        r.transport == Transport::Unix
+        r.transport == Channel::Unix
             && r.bytes == row.bytes
             && r.mode == row.mode
             && r.pin == row.pin
@@ -60,9 +60,9 @@ mod tests {
     #[test]
     fn ratios_need_a_reference_with_throughput() {
         let mut results = vec![
-            row(Transport::Memcpy, Mode::Steady, Pin::Split, KIB4, 8.0),
-            row(Transport::Memcpy, Mode::Steady, Pin::Same, KIB4, 4.0),
-            row(Transport::Shm, Mode::Steady, Pin::Same, KIB4, 2.0),
+            row(Channel::Memcpy, Mode::Steady, Pin::Split, KIB4, 8.0),
+            row(Channel::Memcpy, Mode::Steady, Pin::Same, KIB4, 4.0),
+            row(Channel::Shm, Mode::Steady, Pin::Same, KIB4, 2.0),
         ];
         // The memcpy row with the same pin is the reference.
         let x = ratios(&results, &results[2]);

@@ -23,7 +23,7 @@ use plotters::prelude::*;
 use plotters::series::DashedLineSeries;
 
 use super::{Exporter, RenderError};
-use crate::case::{Mode, Pin, Transport};
+use crate::case::{Channel, Mode, Pin};
 use crate::report::{CaseResult, Report};
 use crate::units::human_bytes;
 
@@ -53,22 +53,22 @@ pub fn caption(pin: Pin) -> String {
 
 /// The colour of a transport's line; fixed so plots of different runs can be
 /// compared at a glance.
-fn color(transport: Transport) -> RGBColor {
+fn color(transport: Channel) -> RGBColor {
     match transport {
-        Transport::Memcpy => RGBColor(0x33, 0x33, 0x33),
-        Transport::Shm => RGBColor(0x1f, 0x77, 0xb4),
-        Transport::ShmPipelined => RGBColor(0x17, 0xbe, 0xcf),
-        Transport::Unix => RGBColor(0xff, 0x7f, 0x0e),
-        Transport::Tcp => RGBColor(0xd6, 0x27, 0x28),
-        Transport::PythonShm => RGBColor(0x2c, 0xa0, 0x2c),
-        Transport::PythonArray => RGBColor(0xbc, 0xbd, 0x22),
-        Transport::Iceoryx2 => RGBColor(0x94, 0x67, 0xbd),
+        Channel::Memcpy => RGBColor(0x33, 0x33, 0x33),
+        Channel::Shm => RGBColor(0x1f, 0x77, 0xb4),
+        Channel::ShmPipelined => RGBColor(0x17, 0xbe, 0xcf),
+        Channel::Unix => RGBColor(0xff, 0x7f, 0x0e),
+        Channel::Tcp => RGBColor(0xd6, 0x27, 0x28),
+        Channel::PythonShm => RGBColor(0x2c, 0xa0, 0x2c),
+        Channel::PythonArray => RGBColor(0xbc, 0xbd, 0x22),
+        Channel::Iceoryx2 => RGBColor(0x94, 0x67, 0xbd),
     }
 }
 
 /// One line of the plot: (bytes, GB/s) points in size order.
 struct Line {
-    transport: Transport,
+    transport: Channel,
     mode: Mode,
     points: Vec<(f64, f64)>,
 }
@@ -77,7 +77,7 @@ struct Line {
 /// cold one.
 fn lines(report: &Report, pin: Pin) -> Vec<Line> {
     let mut lines = Vec::new();
-    for &transport in Transport::ALL {
+    for &transport in Channel::ALL {
         for &mode in Mode::ALL {
             let rows: Vec<&CaseResult> = report
                 .results
@@ -88,20 +88,17 @@ fn lines(report: &Report, pin: Pin) -> Vec<Line> {
             let mut by_size: BTreeMap<u64, &CaseResult> = BTreeMap::new();
             for r in rows {
                 let better = match by_size.get(&r.bytes) {
-                    None => transport == Transport::Memcpy || r.pin == pin,
-                    Some(old) => transport == Transport::Memcpy && old.pin != pin && r.pin == pin,
+                    None => transport == Channel::Memcpy || r.pin == pin,
+                    Some(old) => transport == Channel::Memcpy && old.pin != pin && r.pin == pin,
                 };
                 if better {
                     by_size.insert(r.bytes, r);
                 }
             }
-            if transport == Transport::Memcpy && mode == Mode::Cold {
+            if transport == Channel::Memcpy && mode == Mode::Cold {
                 // The ceiling is the steady memcpy line alone (cold memcpy is
                 // still drawn if it is the only memcpy there is).
-                if lines
-                    .iter()
-                    .any(|l: &Line| l.transport == Transport::Memcpy)
-                {
+                if lines.iter().any(|l: &Line| l.transport == Channel::Memcpy) {
                     continue;
                 }
             }
@@ -181,7 +178,7 @@ fn draw(
 
     for line in lines {
         let color = color(line.transport);
-        if line.transport == Transport::Memcpy {
+        if line.transport == Channel::Memcpy {
             let style = color.stroke_width(2);
             chart.draw_series(DashedLineSeries::new(
                 line.points.iter().copied(),
@@ -220,11 +217,11 @@ fn draw(
         let y = 70 + 22 * i as i32;
         let color = color(line.transport);
         let label = match (line.transport, line.mode) {
-            (Transport::Memcpy, _) => format!("{} (ceiling)", line.transport),
+            (Channel::Memcpy, _) => format!("{} (ceiling)", line.transport),
             (_, Mode::Steady) => line.transport.to_string(),
             (_, Mode::Cold) => format!("{} (cold)", line.transport),
         };
-        if line.transport == Transport::Memcpy {
+        if line.transport == Channel::Memcpy {
             let style = color.stroke_width(2);
             root.draw(&PathElement::new(vec![(x, y), (x + 8, y)], style))?;
             root.draw(&PathElement::new(vec![(x + 13, y), (x + 21, y)], style))?;
@@ -270,10 +267,10 @@ mod tests {
     fn svg_has_caption_axes_legend_and_a_dashed_ceiling() {
         let mut report = testdata::report();
         for t in [
-            Transport::ShmPipelined,
-            Transport::PythonShm,
-            Transport::PythonArray,
-            Transport::Iceoryx2,
+            Channel::ShmPipelined,
+            Channel::PythonShm,
+            Channel::PythonArray,
+            Channel::Iceoryx2,
         ] {
             report
                 .results
@@ -295,7 +292,7 @@ mod tests {
         assert!(has("4 KiB") && has("8 MiB"));
         assert!(has("memcpy (ceiling)"));
         assert!(has("shm (cold)"));
-        for t in &Transport::ALL[1..] {
+        for t in &Channel::ALL[1..] {
             assert!(has(t.as_str()), "{t} missing from the legend");
         }
         // The memcpy line is drawn as separate dashes in its colour: many
@@ -337,10 +334,10 @@ mod tests {
     fn the_plotted_pin_prefers_split_then_the_most_common() {
         let mut report = testdata::report();
         assert_eq!(report.plotted_pin(), Pin::Split);
-        report.results.retain(|r| r.transport == Transport::Memcpy);
+        report.results.retain(|r| r.transport == Channel::Memcpy);
         report
             .results
-            .push(row(Transport::Shm, Mode::Steady, Pin::Same, MIB8, 5.0));
+            .push(row(Channel::Shm, Mode::Steady, Pin::Same, MIB8, 5.0));
         assert_eq!(report.plotted_pin(), Pin::Same);
         assert!(to_svg(&report).unwrap().contains(&caption(Pin::Same)));
     }

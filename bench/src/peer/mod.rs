@@ -48,7 +48,7 @@ pub mod spec;
 
 use std::process::ExitCode;
 
-use crate::case::{Mode, Transport};
+use crate::case::{Channel, Mode};
 use crate::plan::MIN_SIZE;
 use common::error::{Error, Result, Role};
 
@@ -125,29 +125,27 @@ fn prepare(spec: &Spec) -> Result<()> {
 /// system error.
 pub fn run(role: Role, spec: &Spec) -> Result<PeerReport> {
     match (spec.test, spec.transport, role) {
-        (Test::Throughput, Transport::Shm, Role::Producer) if spec.mode == Mode::Cold => {
+        (Test::Throughput, Channel::Shm, Role::Producer) if spec.mode == Mode::Cold => {
             shm::cold_sender(spec)
         }
-        (Test::Throughput, Transport::Shm, Role::Consumer) if spec.mode == Mode::Cold => {
+        (Test::Throughput, Channel::Shm, Role::Consumer) if spec.mode == Mode::Cold => {
             shm::cold_receiver(spec)
         }
-        (Test::Throughput, Transport::Shm, Role::Producer) => shm::sender(spec, false),
-        (Test::Throughput, Transport::ShmPipelined, Role::Producer) => shm::sender(spec, true),
-        (Test::Throughput, Transport::Shm | Transport::ShmPipelined, Role::Consumer) => {
+        (Test::Throughput, Channel::Shm, Role::Producer) => shm::sender(spec, false),
+        (Test::Throughput, Channel::ShmPipelined, Role::Producer) => shm::sender(spec, true),
+        (Test::Throughput, Channel::Shm | Channel::ShmPipelined, Role::Consumer) => {
             shm::receiver(spec)
         }
-        (Test::Throughput, Transport::Unix | Transport::Tcp, Role::Producer) => {
+        (Test::Throughput, Channel::Unix | Channel::Tcp, Role::Producer) => {
             socket::sender(spec, false)
         }
-        (Test::Throughput, Transport::Unix | Transport::Tcp, Role::Consumer) => {
+        (Test::Throughput, Channel::Unix | Channel::Tcp, Role::Consumer) => {
             socket::receiver(spec, false)
         }
-        (Test::Latency, Transport::Shm, Role::Producer) => shm::ping(spec),
-        (Test::Latency, Transport::Shm, Role::Consumer) => shm::pong(spec),
-        (Test::Latency, Transport::Unix | Transport::Tcp, Role::Producer) => {
-            socket::sender(spec, true)
-        }
-        (Test::Latency, Transport::Unix | Transport::Tcp, Role::Consumer) => {
+        (Test::Latency, Channel::Shm, Role::Producer) => shm::ping(spec),
+        (Test::Latency, Channel::Shm, Role::Consumer) => shm::pong(spec),
+        (Test::Latency, Channel::Unix | Channel::Tcp, Role::Producer) => socket::sender(spec, true),
+        (Test::Latency, Channel::Unix | Channel::Tcp, Role::Consumer) => {
             socket::receiver(spec, true)
         }
         (test, transport, _) => Err(Error::Usage(format!(

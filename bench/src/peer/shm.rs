@@ -8,7 +8,7 @@ use std::time::Instant;
 use super::report::PeerReport;
 use super::sample::{Measure, Tally};
 use super::spec::Spec;
-use crate::case::Transport;
+use crate::case::Channel;
 use crate::checksum::{read_stamp, stamp, Expected, PageBuf, STOP};
 use common::error::{Error, Result, Role};
 use common::layout::{state, Geometry, Kind};
@@ -262,7 +262,7 @@ fn observe_ack(
 /// shm and shm-pipelined, receiver: reads the slots in turn, in place.
 pub(super) fn receiver(spec: &Spec) -> Result<PeerReport> {
     let slots = match spec.transport {
-        Transport::ShmPipelined => spec.slots.max(2),
+        Channel::ShmPipelined => spec.slots.max(2),
         _ => 1,
     };
     let segment = open_segment(spec, &spec.segment_name()?, slots, spec.bytes)?;

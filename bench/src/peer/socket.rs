@@ -7,7 +7,7 @@ use std::time::Instant;
 use super::report::PeerReport;
 use super::sample::{Measure, Tally};
 use super::spec::Spec;
-use crate::case::Transport;
+use crate::case::Channel;
 use crate::checksum::{stamp, Expected, PageBuf};
 use common::error::{Error, Result, Role};
 use common::name::Name;
@@ -18,7 +18,7 @@ use common::wait::Deadline;
 fn endpoint(spec: &Spec) -> Result<(Endpoint, Name)> {
     let name = spec.segment_name()?;
     let endpoint = match spec.transport {
-        Transport::Tcp => Endpoint::Tcp(
+        Channel::Tcp => Endpoint::Tcp(
             spec.addr
                 .ok_or_else(|| Error::Usage("--bench-peer: a tcp case needs an address".into()))?,
         ),

@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 
-use crate::case::{Mode, Transport};
+use crate::case::{Channel, Mode};
 use crate::plan::Budget;
 use common::error::Result;
 use common::name::Name;
@@ -27,7 +27,7 @@ pub struct Spec {
     /// Throughput or latency.
     pub test: Test,
     /// shm, shm-pipelined, unix, tcp (or iceoryx2, for its own peer binary).
-    pub transport: Transport,
+    pub transport: Channel,
     /// Steady (reused) or cold (fresh segment per transfer; shm only).
     pub mode: Mode,
     /// Payload or message size.
@@ -83,7 +83,7 @@ impl Spec {
     pub(crate) fn example() -> Spec {
         Spec {
             test: Test::Throughput,
-            transport: Transport::Shm,
+            transport: Channel::Shm,
             mode: Mode::Steady,
             bytes: 4096,
             slots: 1,
