@@ -94,7 +94,7 @@ pub fn serve(role: Role, spec: &str, body: fn(Role, &Spec) -> Result<PeerReport>
                 Role::Consumer => "receiver",
             }
             .into();
-            report.pid = std::process::id();
+            report.pid = Some(std::process::id());
             report.cpu = rustix::thread::sched_getcpu();
             Ok(report)
         });

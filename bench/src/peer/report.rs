@@ -10,8 +10,9 @@ use common::ledger::ProcIo;
 pub struct PeerReport {
     /// "sender" or "receiver".
     pub role: String,
-    /// This process.
-    pub pid: u32,
+    /// This process; `None` until the peer fills it in, just before it
+    /// prints the report.
+    pub pid: Option<u32>,
     /// The CPU it ran on at the end.
     pub cpu: usize,
     /// Warm-up transfers made before measuring.
@@ -36,4 +37,24 @@ pub struct PeerReport {
     pub nivcsw: u64,
     /// Whether the hard time limit stopped the runs below the minimum count.
     pub capped: bool,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_pid_is_absent_until_filled_in_and_then_round_trips() {
+        let empty = PeerReport::default();
+        assert_eq!(empty.pid, None);
+        let json = serde_json::to_string(&empty).unwrap();
+        assert!(json.contains("\"pid\":null"), "{json}");
+        let report = PeerReport {
+            pid: Some(4242),
+            ..PeerReport::default()
+        };
+        let json = serde_json::to_string(&report).unwrap();
+        assert!(json.contains("\"pid\":4242"), "{json}");
+        assert_eq!(serde_json::from_str::<PeerReport>(&json).unwrap(), report);
+    }
 }

@@ -1,6 +1,8 @@
 //! The shared-memory peers (shm, shm cold, shm-pipelined, and the shm round
 //! trip), on the product's segments: `common`'s segment, slot lock, state
-//! word and futex waits, the same code a transfer uses.
+//! word and futex waits, the same code a transfer uses. Their segments are
+//! transfer segments (kind 1), with one slot, or several for the pipelined
+//! mode and the round trip.
 
 use std::sync::atomic::Ordering;
 use std::time::Instant;
@@ -17,7 +19,7 @@ use common::segment::{Segment, SlotGuard};
 use common::wait::{self, Deadline};
 
 fn create_segment(name: &Name, bytes: u64, slots: u32) -> Result<Segment> {
-    let segment = Segment::create(name, Geometry::new(Kind::Bench, bytes, slots))?;
+    let segment = Segment::create(name, Geometry::new(Kind::Transfer, bytes, slots))?;
     segment.publish()?;
     let file_len = segment.geometry().file_len().unwrap_or(u64::MAX);
     segment.check_size(file_len)?;
@@ -29,11 +31,11 @@ fn open_segment(spec: &Spec, name: &Name, slots: u32, min_capacity: u64) -> Resu
     let segment = Segment::wait_open(name, &deadline, |_| {})?
         .ok_or_else(|| deadline.timeout(format!("no sender published segment {name}")))?;
     let g = *segment.geometry();
-    if g.kind != Kind::Bench || g.slot_count != slots || g.capacity < min_capacity {
+    if g.kind != Kind::Transfer || g.slot_count != slots || g.capacity < min_capacity {
         return Err(Error::BadSegment {
             name: name.to_string(),
             reason: format!(
-                "a {} segment with {} slot(s) of {} bytes, expected a bench segment with \
+                "a {} segment with {} slot(s) of {} bytes, expected a transfer segment with \
                  {slots} slot(s) of at least {min_capacity}",
                 g.kind.as_str(),
                 g.slot_count,
