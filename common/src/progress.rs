@@ -48,7 +48,6 @@ pub fn bytes(total: u64, message: impl Into<String>) -> ProgressBar {
 
 /// A bar counting steps, with a message for the step under way (the
 /// benchmark counts its cases with it).
-
 pub fn steps(total: u64) -> ProgressBar {
     let bar = ProgressBar::with_draw_target(Some(total), target());
     bar.set_style(
