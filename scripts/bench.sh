@@ -1,9 +1,10 @@
 #!/usr/bin/env bash
 # The benchmark, in one command: builds in release and runs p1p2-bench, which
 # measures shared memory against Unix and TCP sockets, the one-copy ceiling
-# (memcpy in one process) and Python, with producer and consumer as two real
-# processes, and writes results.json, results.csv, latency.csv, results.md and
-# throughput.svg. See docs/BENCHMARKS.md.
+# (memcpy in one process) and Python, with two real processes per case
+# (p1p2-bench-peer as sender and receiver), and writes results.json,
+# results.csv, latency.csv, results.md and throughput.svg. See
+# docs/BENCHMARKS.md.
 #
 # Usage: scripts/bench.sh [--quick] [--out DIR] [--peers] [p1p2-bench options]
 #   --quick   sizes up to 64 MiB and short budgets (about a minute)

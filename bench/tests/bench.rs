@@ -1,33 +1,23 @@
-//! End-to-end tests of `p1p2-bench` with the real `producer` and `consumer`
-//! binaries: a tiny benchmark writes every file with the agreed keys, the
+//! End-to-end tests of `p1p2-bench` with its peer binary, `p1p2-bench-peer`:
+//! a tiny benchmark writes every file with the agreed keys, the
 //! Python baseline runs when python3 is there, a killed peer fails its case
 //! with a note, bad input gets one line, and nothing is left in /dev/shm or
 //! the socket directory.
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
-use std::sync::OnceLock;
 use std::time::{Duration, Instant};
 
 use serde_json::Value;
 
-/// `p1p2-bench`, with `producer` and `consumer` built next to it (cargo
-/// builds a package's binaries for its own tests only).
+/// `p1p2-bench`; cargo builds `p1p2-bench-peer` next to it for these tests.
 fn bench() -> PathBuf {
-    static BUILT: OnceLock<()> = OnceLock::new();
-    let exe = PathBuf::from(env!("CARGO_BIN_EXE_p1p2-bench"));
-    BUILT.get_or_init(|| {
-        let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
-        let mut build = Command::new(cargo);
-        build.args(["build", "--quiet", "--bins", "--workspace"]);
-        if exe.parent().is_some_and(|d| d.ends_with("release")) {
-            build.arg("--release");
-        }
-        let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
-        let status = build.current_dir(root).status().expect("run cargo build");
-        assert!(status.success(), "building the binaries failed");
-    });
-    exe
+    PathBuf::from(env!("CARGO_BIN_EXE_p1p2-bench"))
+}
+
+/// `p1p2-bench-peer`, the sender and receiver of every case.
+fn peer() -> PathBuf {
+    PathBuf::from(env!("CARGO_BIN_EXE_p1p2-bench-peer"))
 }
 
 fn temp_dir(tag: &str) -> PathBuf {
@@ -199,7 +189,7 @@ fn a_tiny_benchmark_writes_every_file_and_leaves_nothing_behind() {
 
     let csv = std::fs::read_to_string(dir.join("results.csv")).unwrap();
     let lines: Vec<&str> = csv.lines().collect();
-    assert_eq!(lines[0], common::bench::export::CSV_HEADER);
+    assert_eq!(lines[0], bench::export::CSV_HEADER);
     assert_eq!(lines.len(), 1 + v["results"].as_array().unwrap().len());
     let columns = lines[0].split(',').count();
     assert!(lines.iter().all(|l| l.split(',').count() == columns));
@@ -207,7 +197,7 @@ fn a_tiny_benchmark_writes_every_file_and_leaves_nothing_behind() {
     assert_eq!(latency_csv.lines().count(), 1 + latency.len());
 
     let md = std::fs::read_to_string(dir.join("results.md")).unwrap();
-    assert!(md.contains(common::bench::export::MARKDOWN_HEADER));
+    assert!(md.contains(bench::export::MARKDOWN_HEADER));
     assert!(md.contains("## Round-trip latency (64 B)"));
     assert!(md.contains("| shm-pipelined | steady | 64 KiB |"), "{md}");
     assert!(md.contains("3 measured runs per case after 1 warm-up run."));
@@ -263,7 +253,7 @@ fn the_python_baseline_runs_when_python3_is_there() {
     let _ = std::fs::remove_dir_all(&dir);
 }
 
-/// Pids of this driver's consumer peers, found through /proc.
+/// Pids of this driver's receiver peers, found through /proc.
 fn consumer_peers(driver: u32) -> Vec<u32> {
     let tag = format!("bench-{driver}-");
     let mut pids = Vec::new();
@@ -275,8 +265,8 @@ fn consumer_peers(driver: u32) -> Vec<u32> {
             continue;
         };
         let cmdline = String::from_utf8_lossy(&cmdline);
-        if cmdline.contains("consumer")
-            && cmdline.contains("--bench-peer")
+        if cmdline.contains("p1p2-bench-peer")
+            && cmdline.contains("receiver")
             && cmdline.contains(&tag)
         {
             pids.push(pid);
@@ -386,13 +376,8 @@ fn bad_input_gets_one_line_and_exit_code_2() {
 
 #[test]
 fn a_peer_alone_gives_up_in_time_and_removes_its_files() {
-    let dir = Path::new(&bench()).parent().unwrap().to_path_buf();
     let name = format!("bench-{}-alone", std::process::id());
-    for (bin, transport) in [
-        ("producer", "shm"),
-        ("consumer", "shm"),
-        ("producer", "unix"),
-    ] {
+    for (role, transport) in [("sender", "shm"), ("receiver", "shm"), ("sender", "unix")] {
         let spec = serde_json::json!({
             "test": "throughput", "transport": transport, "mode": "steady", "bytes": 4096,
             "slots": 1,
@@ -400,25 +385,35 @@ fn a_peer_alone_gives_up_in_time_and_removes_its_files() {
             "name": name, "timeout_ms": 400,
         });
         let started = Instant::now();
-        let o = Command::new(dir.join(bin))
-            .args(["--bench-peer", &spec.to_string()])
+        let o = Command::new(peer())
+            .args(["--role", role, "--bench-peer", &spec.to_string()])
             .output()
             .unwrap();
         let stderr = String::from_utf8_lossy(&o.stderr);
-        assert_eq!(o.status.code(), Some(1), "{bin} {transport}: {stderr}");
+        assert_eq!(o.status.code(), Some(1), "{role} {transport}: {stderr}");
         assert!(
             stderr.contains("gave up after"),
-            "{bin} {transport}: {stderr}"
+            "{role} {transport}: {stderr}"
         );
         assert_eq!(stderr.lines().count(), 1, "{stderr}");
         assert!(started.elapsed() < Duration::from_secs(10));
         assert!(!Path::new("/dev/shm").join(format!("p1p2.{name}")).exists());
         assert!(!common::Name::new(&name).unwrap().socket_path().exists());
     }
-    let o = Command::new(dir.join("consumer"))
-        .args(["--bench-peer", "{not json"])
+    let o = Command::new(peer())
+        .args(["--role", "receiver", "--bench-peer", "{not json"])
         .output()
         .unwrap();
     assert_eq!(o.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&o.stderr).contains("--bench-peer: not a peer spec"));
+    for args in [
+        &["--bench-peer", "{}"][..],
+        &["--role", "both", "--bench-peer", "{}"],
+    ] {
+        let o = Command::new(peer()).args(args).output().unwrap();
+        let stderr = String::from_utf8_lossy(&o.stderr);
+        assert_eq!(o.status.code(), Some(2), "{args:?}: {stderr}");
+        assert_eq!(stderr.lines().count(), 1, "{stderr}");
+        assert!(stderr.contains("usage: p1p2-bench-peer --role"), "{stderr}");
+    }
 }

@@ -18,15 +18,11 @@
 //! - [`transport`]: the ways a payload travels, behind one interface;
 //! - [`transfer`]: one whole transfer as each binary runs it, and its report;
 //! - [`story`], [`progress`], [`cli`]: what the binaries print;
-//! - [`compare`]: the demo's side-by-side table of the transports;
-//! - [`bench`](mod@bench): the benchmark's results, statistics, tables and plot;
 //! - [`error`]: the error type.
 
 #![deny(missing_docs)]
 
-pub mod bench;
 pub mod cli;
-pub mod compare;
 pub mod error;
 pub mod failpoint;
 pub mod handoff;

@@ -168,7 +168,7 @@ mod tests {
         let writer = std::thread::spawn(move || {
             let mut i = 0u64;
             while !s.load(Ordering::Relaxed) {
-                let id = if i % 2 == 0 { b } else { a };
+                let id = if i.is_multiple_of(2) { b } else { a };
                 w.store(id.to_word(), Ordering::Relaxed);
                 i += 1;
             }

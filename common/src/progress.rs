@@ -46,8 +46,8 @@ pub fn bytes(total: u64, message: impl Into<String>) -> ProgressBar {
     bar
 }
 
-/// A bar counting the cases of a benchmark, with a message for the case
-/// under way.
+/// A bar counting steps, with a message for the step under way (the
+/// benchmark counts its cases with it).
 pub fn steps(total: u64) -> ProgressBar {
     let bar = ProgressBar::with_draw_target(Some(total), target());
     bar.set_style(

@@ -2,8 +2,6 @@
 //! verifies and decodes the image straight from shared memory.
 //!
 //! All the logic lives in the `common` crate; this file only parses flags.
-//! With the hidden `--bench-peer SPEC` it is the receiver of a `p1p2-bench` case
-//! (`common::bench::peer`).
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -59,17 +57,10 @@ struct Args {
     /// Print one JSON object on stdout instead of the story.
     #[arg(long)]
     json: bool,
-
-    /// Run as one side of a p1p2-bench case, as SPEC (JSON) says.
-    #[arg(long, hide = true, value_name = "SPEC")]
-    bench_peer: Option<String>,
 }
 
 fn main() -> ExitCode {
     let args = Args::parse();
-    if let Some(spec) = &args.bench_peer {
-        return common::bench::peer::main(Role::Consumer, spec);
-    }
     let story = Story::new(Role::Consumer, args.json);
     let result = Name::new(&args.name).and_then(|name| {
         transfer::consume(

@@ -1,21 +1,23 @@
 //! `p1p2-bench`: the one-command benchmark. Measures shared memory against
-//! Unix and TCP sockets, the one-copy ceiling (memcpy) and Python, with the
-//! real `producer` and `consumer` binaries as the two processes, and writes
-//! results.json, results.csv, latency.csv, results.md and throughput.svg.
-//! `scripts/bench.sh` builds everything in release and runs it.
+//! Unix and TCP sockets, the one-copy ceiling (memcpy) and Python, with two
+//! real processes per case (`p1p2-bench-peer`, found next to this program),
+//! and writes results.json, results.csv, latency.csv, results.md and
+//! throughput.svg. `scripts/bench.sh` builds everything in release and runs
+//! it.
 //!
-//! All the logic lives in `common::bench`; this file only parses flags.
+//! All the logic lives in the `bench` library; this file only parses flags.
 
 use std::path::PathBuf;
 use std::process::ExitCode;
 use std::time::Duration;
 
+use bench::driver::{self, Options};
+use bench::peer::affinity::allowed_cpus;
+use bench::plan::{self, parse_pins, parse_sizes, parse_transports};
+use bench::siblings;
+use bench::{Channel, Pin};
 use clap::error::ErrorKind;
 use clap::Parser;
-use common::bench::driver::{self, Options};
-use common::bench::peer::allowed_cpus;
-use common::bench::plan::{self, parse_pins, parse_sizes, parse_transports};
-use common::bench::{Pin, Transport};
 use common::{cli, Error};
 
 /// Benchmark: shared memory against sockets, memcpy and Python.
@@ -113,10 +115,10 @@ fn parse_factor(text: &str) -> Result<f64, String> {
 
 /// The iceoryx2 peer binary, when this build has the feature.
 fn iceoryx2_peer() -> Option<PathBuf> {
-    cfg!(feature = "iceoryx2").then(|| common::compare::sibling_dir().join("p1p2-iceoryx2-peer"))
+    cfg!(feature = "iceoryx2").then(|| siblings::dir().join("p1p2-iceoryx2-peer"))
 }
 
-fn options(args: Args) -> Result<Options, Error> {
+fn options(args: Args, peer: PathBuf) -> Result<Options, Error> {
     let cpus = allowed_cpus().len();
     let default_pin = if cpus >= 2 { "split" } else { "same" };
     let sizes = match &args.sizes {
@@ -126,10 +128,10 @@ fn options(args: Args) -> Result<Options, Error> {
     };
     let transports = match &args.transports {
         Some(list) => parse_transports(list)?,
-        None => Transport::ALL
+        None => Channel::ALL
             .iter()
             .copied()
-            .filter(|&t| t != Transport::Iceoryx2 || iceoryx2_peer().is_some())
+            .filter(|&t| t != Channel::Iceoryx2 || iceoryx2_peer().is_some())
             .collect(),
     };
     let pins = parse_pins(args.pin.as_deref().unwrap_or(default_pin))?;
@@ -171,7 +173,7 @@ fn options(args: Args) -> Result<Options, Error> {
         slots: args.slots,
         spin: Duration::from_micros(args.spin_us),
         timeout: args.timeout,
-        bin_dir: common::compare::sibling_dir(),
+        peer,
         python_script,
         python: args.python,
         iceoryx2_peer: iceoryx2_peer(),
@@ -193,12 +195,19 @@ fn main() -> ExitCode {
             return ExitCode::from(2);
         }
     };
-    let result = options(args).and_then(|o| driver::run(&o).map(|out| (o, out)));
+    let peer = match siblings::find("p1p2-bench-peer") {
+        Ok(peer) => peer,
+        Err(e) => {
+            eprintln!("p1p2-bench: error: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let result = options(args, peer).and_then(|o| driver::run(&o).map(|out| (o, out)));
     match result {
         Ok((options, outcome)) => {
             // The tables and notes of results.md; its spread warnings are
             // counted rather than repeated.
-            let md = common::bench::export::to_markdown(&outcome.report);
+            let md = bench::export::to_markdown(&outcome.report);
             let head = md.split("## Warnings").next().unwrap_or(&md);
             print!("{}", head.split("Machine: ").next().unwrap_or(head));
             let warnings = outcome.report.warnings().len();

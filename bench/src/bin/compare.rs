@@ -8,9 +8,10 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 use std::time::Duration;
 
+use bench::compare::{self, Figures};
+use bench::siblings;
 use clap::Parser;
 use common::cli;
-use common::compare::{self, Row};
 
 /// Compare shared memory with sockets: copies, syscalls, bytes the kernel saw.
 #[derive(Parser, Debug)]
@@ -39,8 +40,8 @@ fn free_loopback_port() -> String {
         .map_or_else(|_| "127.0.0.1:47800".into(), |a| a.to_string())
 }
 
-fn run(args: &Args) -> Result<Vec<Row>, String> {
-    let bin_dir = compare::sibling_dir();
+fn run(args: &Args) -> Result<Vec<Figures>, String> {
+    let bin_dir = siblings::dir();
     let mut run = 0;
     let mut next = || {
         run += 1;
@@ -49,12 +50,12 @@ fn run(args: &Args) -> Result<Vec<Row>, String> {
             free_loopback_port(),
         )
     };
-    compare::cases()
+    compare::scenarios()
         .iter()
-        .map(|case| {
+        .map(|scenario| {
             compare::measure(
                 &bin_dir,
-                case,
+                scenario,
                 &args.image,
                 args.runs,
                 &mut next,

@@ -18,30 +18,22 @@
 use std::process::ExitCode;
 use std::time::Instant;
 
-use common::bench::checksum::{read_stamp, stamp, Expected, PageBuf, STOP};
-use common::bench::peer::{self, Measure, PeerReport, Spec, Tally};
+use bench::checksum::{read_stamp, stamp, Expected, PageBuf, STOP};
+use bench::peer::{self, Measure, PeerReport, Spec, Tally};
 use common::{Error, Role};
 use iceoryx2::prelude::*;
 
-const USAGE: &str = "usage: p1p2-iceoryx2-peer --role sender|receiver --bench-peer SPEC \
-                     (p1p2-bench runs it)";
-
 fn main() -> ExitCode {
     let args: Vec<String> = std::env::args().skip(1).collect();
-    let role = match args.as_slice() {
-        [r, role, b, _] if r == "--role" && b == "--bench-peer" => match role.as_str() {
-            "sender" => Some(Role::Producer),
-            "receiver" => Some(Role::Consumer),
-            _ => None,
-        },
-        _ => None,
-    };
-    let Some(role) = role else {
-        eprintln!("p1p2-iceoryx2-peer: error: {USAGE}");
+    let Some((role, spec)) = peer::parse_args(&args) else {
+        eprintln!(
+            "p1p2-iceoryx2-peer: error: usage: p1p2-iceoryx2-peer {}",
+            peer::USAGE
+        );
         return ExitCode::from(2);
     };
     set_log_level(LogLevel::Error);
-    peer::serve(role, &args[3], run)
+    peer::serve(role, spec, run)
 }
 
 /// An iceoryx2 failure, named by what was being done.

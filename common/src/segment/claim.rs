@@ -14,9 +14,16 @@ use crate::error::{Error, Result};
 use crate::liveness::Ident;
 
 /// This process's claim on a segment; released when dropped.
-#[derive(Debug)]
 pub struct Claim<'a> {
     segment: &'a Segment,
+}
+
+impl std::fmt::Debug for Claim<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Claim")
+            .field("segment", &self.segment.name().to_string())
+            .finish()
+    }
 }
 
 impl Segment {

@@ -221,6 +221,19 @@ impl Segment {
         Ok(segment)
     }
 
+    /// Removes the segment's file if its creator is dead (a consumer cleaning
+    /// up after a producer that was killed); whether a stale file was
+    /// removed. A live producer's file is never touched: the removal holds
+    /// the dead creator's flock and checks that the path still names the
+    /// file it locked.
+    pub fn remove_stale(&self) -> bool {
+        self.owner.is_none()
+            && matches!(
+                remove_if_stale(&self.name, &self.name.shm_path()),
+                Ok(Stale::Removed { .. })
+            )
+    }
+
     /// Waits up to the deadline for `name` to be published by a live
     /// producer, then opens it. Returns `Ok(None)` on timeout.
     ///

@@ -245,13 +245,13 @@ mod tests {
         let name = name("lock");
         let seg = Segment::create(&name, Geometry::new(Kind::Transfer, 10, 1)).unwrap();
         seg.publish().unwrap();
-        let other = Segment::open(&name).unwrap();
         let guard = seg.try_lock(0).unwrap().expect("free lock");
         assert_eq!(guard.recovered(), None);
         assert_eq!(seg.holder(0), Some(Ident::me()));
         // Another thread: a robust mutex knows its owner thread.
         let waited = std::thread::scope(|s| {
             s.spawn(|| {
+                let other = Segment::open(&name).unwrap();
                 let deadline = Deadline::after(Duration::from_millis(300));
                 let mut saw = None;
                 let got = other.lock(0, &deadline, |pid| saw = Some(pid)).unwrap();
@@ -264,6 +264,7 @@ mod tests {
         assert_eq!(waited.1, Some(Some(std::process::id())));
         assert!(waited.2 >= Duration::from_millis(300));
         drop(guard);
+        let other = Segment::open(&name).unwrap();
         assert_eq!(other.holder_pid(0), None);
         assert!(other.try_lock(0).unwrap().is_some());
     }
@@ -273,11 +274,16 @@ mod tests {
         let name = name("dead");
         let seg = Segment::create(&name, Geometry::new(Kind::Transfer, 10, 1)).unwrap();
         seg.publish().unwrap();
-        let other = Segment::open(&name).unwrap();
         // A thread that ends holding the lock dies holding it, for the
         // robust mutex as for a killed process.
         std::thread::scope(|s| {
-            s.spawn(|| std::mem::forget(other.try_lock(0).unwrap().unwrap()));
+            s.spawn(|| {
+                let other = Segment::open(&name).unwrap();
+                std::mem::forget(other.try_lock(0).unwrap().unwrap());
+                // Leaked too: unmapping a held robust mutex would leave a
+                // dangling entry on this thread's robust list.
+                std::mem::forget(other);
+            });
         });
         let deadline = Deadline::after(Duration::from_secs(10));
         let guard = seg.lock(0, &deadline, |_| {}).unwrap().unwrap();

@@ -359,7 +359,7 @@ fn await_outcome(segment: &Segment, deadline: &Deadline, story: &Story) -> Resul
         match handoff::load(word) {
             Ok(State::Taken) => {}
             Ok(state) if state.is_final() => return Ok(state.outcome().expect("final")),
-            other => return Err(bad_state(segment, other.err().unwrap_or(Found::State(State::Ready)))),
+            other => return Err(bad_state(segment, found(other))),
         }
         // A consumer took it and holds the lock until it acknowledges.
         let locked = segment.lock(0, deadline, |_| {});
@@ -400,7 +400,7 @@ fn await_outcome(segment: &Segment, deadline: &Deadline, story: &Story) -> Resul
             }
             other => {
                 let _ = withdraw(segment);
-                return Err(bad_state(segment, other.err().unwrap_or(Found::State(State::Taken))));
+                return Err(bad_state(segment, found(other)));
             }
         }
     }
@@ -516,8 +516,16 @@ fn take<'s>(segment: &'s Segment, deadline: &Deadline, story: &Story) -> Result<
                     );
                 }
             }
-            other => return Err(refusal(segment, other.err().unwrap_or(Found::State(State::Taken)))),
+            other => return Err(refusal(segment, found(other))),
         }
+    }
+}
+
+/// A state read as what a step found there.
+fn found(read: std::result::Result<State, Found>) -> Found {
+    match read {
+        Ok(state) => Found::State(state),
+        Err(found) => found,
     }
 }
 

@@ -1,7 +1,7 @@
 //! The figures this project aims for, checked against one run's report.
 //!
 //! Each target compares rows measured in the same run, in steady state and in
-//! one placement (the one the plot shows, see [`super::plot::plotted_pin`]):
+//! one placement (the one the plot shows, see [`Report::plotted_pin`]):
 //!
 //! - at 8 MiB and above: `shm` at least 0.6 × `memcpy`, `shm-pipelined` at
 //!   least 0.85 × `memcpy`, 2 × `unix` and 4 × `tcp`;
@@ -12,8 +12,9 @@
 //!
 //! A target whose rows were not measured is reported as such, not as met.
 
-use super::export::human_bytes;
-use super::{CaseResult, LatencyResult, Mode, Pin, Report, Transport};
+use crate::case::{Channel, Mode, Pin};
+use crate::report::{CaseResult, LatencyResult, Report};
+use crate::units::human_bytes;
 
 /// The outcome of one target.
 #[derive(Clone, Debug, PartialEq)]
@@ -51,7 +52,7 @@ struct Rows<'a> {
 }
 
 impl<'a> Rows<'a> {
-    fn row(&self, t: Transport, bytes: u64) -> Option<&'a CaseResult> {
+    fn row(&self, t: Channel, bytes: u64) -> Option<&'a CaseResult> {
         self.report.results.iter().find(|r| {
             r.transport == t && r.mode == Mode::Steady && r.pin == self.pin && r.bytes == bytes
         })
@@ -63,12 +64,12 @@ impl<'a> Rows<'a> {
             .report
             .results
             .iter()
-            .filter(|r| r.transport == Transport::Memcpy && r.bytes == bytes);
+            .filter(|r| r.transport == Channel::Memcpy && r.bytes == bytes);
         let first = rows.clone().next();
         rows.find(|r| r.pin == self.pin).or(first)
     }
 
-    fn sizes(&self, t: Transport, min: u64) -> Vec<u64> {
+    fn sizes(&self, t: Channel, min: u64) -> Vec<u64> {
         let mut v: Vec<u64> = self
             .report
             .results
@@ -88,7 +89,7 @@ impl<'a> Rows<'a> {
     fn ratio(
         &self,
         target: String,
-        t: Transport,
+        t: Channel,
         reference: impl Fn(u64) -> Option<&'a CaseResult>,
         min: u64,
         want: impl Fn(u64) -> f64,
@@ -108,41 +109,41 @@ impl<'a> Rows<'a> {
 
 /// Checks every target against `report`.
 pub fn evaluate(report: &Report) -> Vec<Verdict> {
-    let pin = super::plot::plotted_pin(report);
+    let pin = report.plotted_pin();
     let rows = Rows { report, pin };
     let mut out = vec![
         rows.ratio(
             format!("shm ≥ 0.6× memcpy at 8 MiB and above (pin={pin})"),
-            Transport::Shm,
+            Channel::Shm,
             |b| rows.memcpy(b),
             LARGE,
             |_| 0.6,
         ),
         rows.ratio(
             format!("shm-pipelined ≥ 0.85× memcpy at 8 MiB and above (pin={pin})"),
-            Transport::ShmPipelined,
+            Channel::ShmPipelined,
             |b| rows.memcpy(b),
             LARGE,
             |_| 0.85,
         ),
         rows.ratio(
             format!("shm-pipelined ≥ 2× unix at 8 MiB and above (pin={pin})"),
-            Transport::ShmPipelined,
-            |b| rows.row(Transport::Unix, b),
+            Channel::ShmPipelined,
+            |b| rows.row(Channel::Unix, b),
             LARGE,
             |_| 2.0,
         ),
         rows.ratio(
             format!("shm-pipelined ≥ 4× tcp at 8 MiB and above (pin={pin})"),
-            Transport::ShmPipelined,
-            |b| rows.row(Transport::Tcp, b),
+            Channel::ShmPipelined,
+            |b| rows.row(Channel::Tcp, b),
             LARGE,
             |_| 4.0,
         ),
         rows.ratio(
             format!("shm ≥ 1× python-shm at every size, ≥ 1.5× at 64 KiB (pin={pin})"),
-            Transport::Shm,
-            |b| rows.row(Transport::PythonShm, b),
+            Channel::Shm,
+            |b| rows.row(Channel::PythonShm, b),
             0,
             |b| if b == 64 << 10 { 1.5 } else { 1.0 },
         ),
@@ -175,7 +176,7 @@ fn ratio_verdict(target: String, mut pairs: Vec<(u64, f64, f64)>) -> Verdict {
 }
 
 fn latency_verdicts(latency: &[LatencyResult]) -> Vec<Verdict> {
-    let find = |t: Transport, pin: Pin, variant: &str| {
+    let find = |t: Channel, pin: Pin, variant: &str| {
         latency
             .iter()
             .find(|l| l.transport == t && l.pin == pin && l.variant == variant && l.bytes == 64)
@@ -186,8 +187,8 @@ fn latency_verdicts(latency: &[LatencyResult]) -> Vec<Verdict> {
     let mut out = Vec::new();
     for pin in pins {
         if let (Some(shm), Some(unix)) = (
-            find(Transport::Shm, pin, "blocking"),
-            find(Transport::Unix, pin, "blocking"),
+            find(Channel::Shm, pin, "blocking"),
+            find(Channel::Unix, pin, "blocking"),
         ) {
             out.push(Verdict {
                 target: format!("64-byte round trip over shm no slower than over unix (pin={pin})"),
@@ -200,7 +201,7 @@ fn latency_verdicts(latency: &[LatencyResult]) -> Vec<Verdict> {
             });
         }
     }
-    let spin = find(Transport::Shm, Pin::Split, "spin");
+    let spin = find(Channel::Shm, Pin::Split, "spin");
     out.push(Verdict {
         target: "64-byte round trip over shm with bounded spinning on different CPUs under 1 µs"
             .into(),
@@ -215,7 +216,7 @@ fn latency_verdicts(latency: &[LatencyResult]) -> Vec<Verdict> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::bench::testdata::{self, row, MIB8};
+    use crate::testdata::{self, row, MIB8};
 
     #[test]
     fn ratios_decide_and_missing_rows_are_not_measured() {
@@ -231,7 +232,7 @@ mod tests {
             .starts_with("target not measured: shm-pipelined"));
 
         report.results.push(row(
-            Transport::ShmPipelined,
+            Channel::ShmPipelined,
             Mode::Steady,
             Pin::Split,
             MIB8,
@@ -261,14 +262,8 @@ mod tests {
 
         let mut report = report;
         report.latency.push(
-            LatencyResult::from_samples(
-                Transport::Shm,
-                Pin::Split,
-                64,
-                "blocking",
-                vec![20_000; 5],
-            )
-            .unwrap(),
+            LatencyResult::from_samples(Channel::Shm, Pin::Split, 64, "blocking", vec![20_000; 5])
+                .unwrap(),
         );
         let v = evaluate(&report);
         let vs = v

@@ -6,8 +6,8 @@
 //! - Steady-state rows are thick lines with dots; cold rows (a fresh segment
 //!   or connection per transfer), where measured, are thin lines of the same
 //!   colour labelled "(cold)".
-//! - One pinning is plotted: `split` when measured, otherwise the pinning with
-//!   the most rows; the caption names it. memcpy rows of that pinning are
+//! - One pinning is plotted ([`Report::plotted_pin`]): `split` when measured,
+//!   otherwise the pinning with the most rows; the caption names it. memcpy rows of that pinning are
 //!   preferred for the ceiling, but any memcpy row of a size will do.
 //! - The legend stands right of the plotting area, where no line can hide it.
 //! - A transport that lacks some sizes is drawn through the sizes it has; a
@@ -22,8 +22,23 @@ use std::collections::BTreeMap;
 use plotters::prelude::*;
 use plotters::series::DashedLineSeries;
 
-use super::export::{human_bytes, RenderError};
-use super::{CaseResult, Mode, Pin, Report, Transport};
+use super::{Exporter, RenderError};
+use crate::case::{Channel, Mode, Pin};
+use crate::report::{CaseResult, Report};
+use crate::units::human_bytes;
+
+/// The exporter of `throughput.svg`.
+pub struct Svg;
+
+impl Exporter for Svg {
+    fn file_name(&self) -> &'static str {
+        "throughput.svg"
+    }
+
+    fn render(&self, report: &Report) -> Result<String, RenderError> {
+        to_svg(report)
+    }
+}
 
 /// Width and height of the plot, in SVG pixels.
 pub const SIZE: (u32, u32) = (960, 600);
@@ -38,43 +53,22 @@ pub fn caption(pin: Pin) -> String {
 
 /// The colour of a transport's line; fixed so plots of different runs can be
 /// compared at a glance.
-fn color(transport: Transport) -> RGBColor {
+fn color(transport: Channel) -> RGBColor {
     match transport {
-        Transport::Memcpy => RGBColor(0x33, 0x33, 0x33),
-        Transport::Shm => RGBColor(0x1f, 0x77, 0xb4),
-        Transport::ShmPipelined => RGBColor(0x17, 0xbe, 0xcf),
-        Transport::Unix => RGBColor(0xff, 0x7f, 0x0e),
-        Transport::Tcp => RGBColor(0xd6, 0x27, 0x28),
-        Transport::PythonShm => RGBColor(0x2c, 0xa0, 0x2c),
-        Transport::PythonArray => RGBColor(0xbc, 0xbd, 0x22),
-        Transport::Iceoryx2 => RGBColor(0x94, 0x67, 0xbd),
+        Channel::Memcpy => RGBColor(0x33, 0x33, 0x33),
+        Channel::Shm => RGBColor(0x1f, 0x77, 0xb4),
+        Channel::ShmPipelined => RGBColor(0x17, 0xbe, 0xcf),
+        Channel::Unix => RGBColor(0xff, 0x7f, 0x0e),
+        Channel::Tcp => RGBColor(0xd6, 0x27, 0x28),
+        Channel::PythonShm => RGBColor(0x2c, 0xa0, 0x2c),
+        Channel::PythonArray => RGBColor(0xbc, 0xbd, 0x22),
+        Channel::Iceoryx2 => RGBColor(0x94, 0x67, 0xbd),
     }
-}
-
-/// The pinning a plot of `report` shows: `split` when any non-memcpy
-/// steady-state row has it, otherwise the most common among those rows
-/// (`split` when there are none).
-pub fn plotted_pin(report: &Report) -> Pin {
-    let mut counts: BTreeMap<Pin, usize> = BTreeMap::new();
-    for r in &report.results {
-        if r.transport != Transport::Memcpy && r.mode == Mode::Steady {
-            *counts.entry(r.pin).or_default() += 1;
-        }
-    }
-    if counts.is_empty() || counts.contains_key(&Pin::Split) {
-        return Pin::Split;
-    }
-    // Ties go to the first pinning in `Pin::ALL` order.
-    counts
-        .into_iter()
-        .rev()
-        .max_by_key(|&(_, n)| n)
-        .map_or(Pin::Split, |(pin, _)| pin)
 }
 
 /// One line of the plot: (bytes, GB/s) points in size order.
 struct Line {
-    transport: Transport,
+    transport: Channel,
     mode: Mode,
     points: Vec<(f64, f64)>,
 }
@@ -83,8 +77,8 @@ struct Line {
 /// cold one.
 fn lines(report: &Report, pin: Pin) -> Vec<Line> {
     let mut lines = Vec::new();
-    for &transport in Transport::ALL {
-        for &mode in super::Mode::ALL {
+    for &transport in Channel::ALL {
+        for &mode in Mode::ALL {
             let rows: Vec<&CaseResult> = report
                 .results
                 .iter()
@@ -94,20 +88,17 @@ fn lines(report: &Report, pin: Pin) -> Vec<Line> {
             let mut by_size: BTreeMap<u64, &CaseResult> = BTreeMap::new();
             for r in rows {
                 let better = match by_size.get(&r.bytes) {
-                    None => transport == Transport::Memcpy || r.pin == pin,
-                    Some(old) => transport == Transport::Memcpy && old.pin != pin && r.pin == pin,
+                    None => transport == Channel::Memcpy || r.pin == pin,
+                    Some(old) => transport == Channel::Memcpy && old.pin != pin && r.pin == pin,
                 };
                 if better {
                     by_size.insert(r.bytes, r);
                 }
             }
-            if transport == Transport::Memcpy && mode == Mode::Cold {
+            if transport == Channel::Memcpy && mode == Mode::Cold {
                 // The ceiling is the steady memcpy line alone (cold memcpy is
                 // still drawn if it is the only memcpy there is).
-                if lines
-                    .iter()
-                    .any(|l: &Line| l.transport == Transport::Memcpy)
-                {
+                if lines.iter().any(|l: &Line| l.transport == Channel::Memcpy) {
                     continue;
                 }
             }
@@ -133,7 +124,7 @@ fn lines(report: &Report, pin: Pin) -> Vec<Line> {
 /// [`RenderError::Plot`] when plotters fails to draw (it should not for any
 /// report; all values are checked to be finite first).
 pub fn to_svg(report: &Report) -> Result<String, RenderError> {
-    let pin = plotted_pin(report);
+    let pin = report.plotted_pin();
     let lines = lines(report, pin);
 
     let mut sizes: Vec<f64> = lines
@@ -187,7 +178,7 @@ fn draw(
 
     for line in lines {
         let color = color(line.transport);
-        if line.transport == Transport::Memcpy {
+        if line.transport == Channel::Memcpy {
             let style = color.stroke_width(2);
             chart.draw_series(DashedLineSeries::new(
                 line.points.iter().copied(),
@@ -226,11 +217,11 @@ fn draw(
         let y = 70 + 22 * i as i32;
         let color = color(line.transport);
         let label = match (line.transport, line.mode) {
-            (Transport::Memcpy, _) => format!("{} (ceiling)", line.transport),
+            (Channel::Memcpy, _) => format!("{} (ceiling)", line.transport),
             (_, Mode::Steady) => line.transport.to_string(),
             (_, Mode::Cold) => format!("{} (cold)", line.transport),
         };
-        if line.transport == Transport::Memcpy {
+        if line.transport == Channel::Memcpy {
             let style = color.stroke_width(2);
             root.draw(&PathElement::new(vec![(x, y), (x + 8, y)], style))?;
             root.draw(&PathElement::new(vec![(x + 13, y), (x + 21, y)], style))?;
@@ -258,7 +249,7 @@ fn finite(v: f64) -> f64 {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::bench::testdata::{self, row, KIB4, MIB8};
+    use crate::testdata::{self, row, KIB4, MIB8};
 
     /// The trimmed contents of every `<text>` element.
     fn texts(svg: &str) -> Vec<String> {
@@ -276,17 +267,17 @@ mod tests {
     fn svg_has_caption_axes_legend_and_a_dashed_ceiling() {
         let mut report = testdata::report();
         for t in [
-            Transport::ShmPipelined,
-            Transport::PythonShm,
-            Transport::PythonArray,
-            Transport::Iceoryx2,
+            Channel::ShmPipelined,
+            Channel::PythonShm,
+            Channel::PythonArray,
+            Channel::Iceoryx2,
         ] {
             report
                 .results
                 .push(row(t, Mode::Steady, Pin::Split, MIB8, 1.0));
         }
         let dir = tempfile::tempdir().unwrap();
-        let paths = crate::bench::write_all(&report, dir.path()).unwrap();
+        let paths = crate::export::write_all(&report, dir.path()).unwrap();
         let path = dir.path().join("throughput.svg");
         assert!(paths.contains(&path));
         let svg = std::fs::read_to_string(&path).unwrap();
@@ -301,7 +292,7 @@ mod tests {
         assert!(has("4 KiB") && has("8 MiB"));
         assert!(has("memcpy (ceiling)"));
         assert!(has("shm (cold)"));
-        for t in &Transport::ALL[1..] {
+        for t in &Channel::ALL[1..] {
             assert!(has(t.as_str()), "{t} missing from the legend");
         }
         // The memcpy line is drawn as separate dashes in its colour: many
@@ -326,7 +317,7 @@ mod tests {
 
     #[test]
     fn empty_and_zero_reports_still_draw_axes() {
-        let empty = crate::bench::Report::new(testdata::machine());
+        let empty = Report::new(testdata::machine());
         let svg = to_svg(&empty).unwrap();
         assert!(svg.contains(&caption(Pin::Split)));
         assert!(!texts(&svg).iter().any(|t| t == "memcpy (ceiling)"));
@@ -342,12 +333,12 @@ mod tests {
     #[test]
     fn the_plotted_pin_prefers_split_then_the_most_common() {
         let mut report = testdata::report();
-        assert_eq!(plotted_pin(&report), Pin::Split);
-        report.results.retain(|r| r.transport == Transport::Memcpy);
+        assert_eq!(report.plotted_pin(), Pin::Split);
+        report.results.retain(|r| r.transport == Channel::Memcpy);
         report
             .results
-            .push(row(Transport::Shm, Mode::Steady, Pin::Same, MIB8, 5.0));
-        assert_eq!(plotted_pin(&report), Pin::Same);
+            .push(row(Channel::Shm, Mode::Steady, Pin::Same, MIB8, 5.0));
+        assert_eq!(report.plotted_pin(), Pin::Same);
         assert!(to_svg(&report).unwrap().contains(&caption(Pin::Same)));
     }
 }

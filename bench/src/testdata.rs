@@ -1,7 +1,9 @@
 //! Synthetic reports with round numbers, for the tests of the exports and the
 //! plot.
 
-use super::{Case, CaseResult, LatencyResult, Machine, Mode, Pin, Report, Transport};
+use crate::case::{Case, Channel, Mode, Pin};
+use crate::machine::Machine;
+use crate::report::{CaseResult, LatencyResult, Report};
 
 /// 4 KiB.
 pub const KIB4: u64 = 4096;
@@ -10,15 +12,15 @@ pub const MIB8: u64 = 8 << 20;
 
 /// A row whose median throughput is `gbps` (to within rounding to whole
 /// nanoseconds): three samples at the median and ±5 %.
-pub fn row(transport: Transport, mode: Mode, pin: Pin, bytes: u64, gbps: f64) -> CaseResult {
+pub fn row(transport: Channel, mode: Mode, pin: Pin, bytes: u64, gbps: f64) -> CaseResult {
     let t = bytes as f64 / gbps;
     let samples = vec![(t * 1.05) as u64, t.round() as u64, (t * 0.95) as u64];
     let copies = match transport {
-        Transport::Memcpy | Transport::Shm => 1.0,
+        Channel::Memcpy | Channel::Shm => 1.0,
         _ => 2.0,
     };
     let syscalls = match transport {
-        Transport::Unix | Transport::Tcp => bytes as f64 / 65536.0,
+        Channel::Unix | Channel::Tcp => bytes as f64 / 65536.0,
         _ => 0.0,
     };
     let case = Case {
@@ -49,8 +51,8 @@ pub fn machine() -> Machine {
 /// unix at 3 GB/s (shm is 2.00× unix), a cold shm row, tcp at 8 MiB only,
 /// 4 KiB rows for memcpy, shm and unix, two latency rows and a note.
 pub fn report() -> Report {
+    use Channel::*;
     use Mode::{Cold, Steady};
-    use Transport::*;
     let mut report = Report::new(machine());
     report.results = vec![
         row(Tcp, Steady, Pin::Split, MIB8, 2.4),

@@ -15,8 +15,8 @@ use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 
-use super::{Pin, Transport};
-use crate::error::{Error, Result};
+use crate::case::{Channel, Pin};
+use common::error::{Error, Result};
 
 /// The smallest payload: the sequence stamp takes 8 bytes.
 pub const MIN_SIZE: u64 = 8;
@@ -101,8 +101,8 @@ pub fn parse_pins(text: &str) -> Result<Vec<Pin>> {
 ///
 /// # Errors
 /// [`Error::Usage`] naming an unknown transport, or for an empty list.
-pub fn parse_transports(text: &str) -> Result<Vec<Transport>> {
-    parse_list(text, "--transports", |s| s.parse::<Transport>())
+pub fn parse_transports(text: &str) -> Result<Vec<Channel>> {
+    parse_list(text, "--transports", |s| s.parse::<Channel>())
 }
 
 fn parse_list<T: PartialEq>(
@@ -298,7 +298,7 @@ mod tests {
         assert!(e.starts_with("--pin: unknown pin \"both\""), "{e}");
         assert_eq!(
             parse_transports("shm,memcpy").unwrap(),
-            [Transport::Shm, Transport::Memcpy]
+            [Channel::Shm, Channel::Memcpy]
         );
         let e = parse_transports("udp").unwrap_err().to_string();
         assert!(e.starts_with("--transports: unknown transport"), "{e}");

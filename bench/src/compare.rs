@@ -2,23 +2,24 @@
 //! each run's copy ledger and the kernel's counters side by side in one table,
 //! and read the table the way the classic explanation does.
 //!
-//! Each case runs the real binaries: the consumer first, then the producer,
+//! Each scenario runs the real binaries: the consumer first, then the producer,
 //! both with `--json`. A row sums the two processes' transfer phases.
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::{Command, Stdio};
 use std::time::Duration;
 
 use serde::Serialize;
 use serde_json::Value;
 
-use crate::story::thousands;
-use crate::transfer::ReadMode;
-use crate::transport::TransportKind;
+use crate::siblings;
+use common::story::thousands;
+use common::transfer::ReadMode;
+use common::transport::TransportKind;
 
-/// One way of sending the image.
+/// One way of sending the image: a scenario of the demo.
 #[derive(Clone, Debug)]
-pub struct Case {
+pub struct Scenario {
     /// Row label.
     pub label: &'static str,
     /// Transport.
@@ -28,24 +29,24 @@ pub struct Case {
 }
 
 /// The demo's cases: shared memory with both read modes, then the sockets.
-pub fn cases() -> Vec<Case> {
+pub fn scenarios() -> Vec<Scenario> {
     vec![
-        Case {
+        Scenario {
             label: "shm",
             transport: TransportKind::Shm,
             read: ReadMode::Direct,
         },
-        Case {
+        Scenario {
             label: "shm (heap read)",
             transport: TransportKind::Shm,
             read: ReadMode::Heap,
         },
-        Case {
+        Scenario {
             label: "unix",
             transport: TransportKind::Unix,
             read: ReadMode::Heap,
         },
-        Case {
+        Scenario {
             label: "tcp",
             transport: TransportKind::Tcp,
             read: ReadMode::Heap,
@@ -55,8 +56,8 @@ pub fn cases() -> Vec<Case> {
 
 /// One row of the table: both processes' transfer phases added up.
 #[derive(Clone, Debug, Serialize, PartialEq)]
-pub struct Row {
-    /// The case's label.
+pub struct Figures {
+    /// The scenario's label.
     pub label: String,
     /// "shm", "unix" or "tcp".
     pub transport: String,
@@ -92,7 +93,7 @@ fn u(v: &Value, key: &str) -> u64 {
 }
 
 /// Builds a row from the two JSON reports of one run.
-pub fn row(case: &Case, producer: &Value, consumer: &Value) -> Row {
+pub fn figures(scenario: &Scenario, producer: &Value, consumer: &Value) -> Figures {
     let mut copies = Vec::new();
     let (mut user, mut kernel) = (0, 0);
     let consumer_copies = consumer["copies"].as_array().map_or(0, |a| a.len() as u64);
@@ -118,9 +119,9 @@ pub fn row(case: &Case, producer: &Value, consumer: &Value) -> Row {
     let rw_bytes = io("rchar").zip(io("wchar")).map(|(r, w)| r + w);
     let start = u(producer, "copy_start_unix_ns");
     let end = u(consumer, "verified_unix_ns");
-    Row {
-        label: case.label.to_owned(),
-        transport: case.transport.as_str().to_owned(),
+    Figures {
+        label: scenario.label.to_owned(),
+        transport: scenario.transport.as_str().to_owned(),
         read_mode: producer["read_mode"].as_str().unwrap_or("").to_owned(),
         bytes: u(consumer, "bytes"),
         user_copies: user,
@@ -139,21 +140,21 @@ pub fn row(case: &Case, producer: &Value, consumer: &Value) -> Row {
     }
 }
 
-/// The median of several runs of one case, field by field.
+/// The median of several runs of one scenario, field by field.
 ///
 /// # Panics
 /// If `runs` is empty.
-pub fn median(runs: &[Row]) -> Row {
+pub fn median(runs: &[Figures]) -> Figures {
     fn mid<T: Copy + PartialOrd>(mut v: Vec<T>) -> T {
         v.sort_by(|a, b| a.partial_cmp(b).expect("no NaN"));
         v[v.len() / 2]
     }
     let first = runs.first().expect("at least one run");
-    let opt_mid = |f: fn(&Row) -> Option<u64>| {
+    let opt_mid = |f: fn(&Figures) -> Option<u64>| {
         let v: Option<Vec<u64>> = runs.iter().map(f).collect();
         v.map(mid)
     };
-    Row {
+    Figures {
         user_copies: mid(runs.iter().map(|r| r.user_copies).collect()),
         kernel_copies: mid(runs.iter().map(|r| r.kernel_copies).collect()),
         syscalls: opt_mid(|r| r.syscalls),
@@ -176,7 +177,7 @@ fn opt(v: Option<u64>, f: impl Fn(u64) -> String) -> String {
 }
 
 /// The table and, under it, what it says.
-pub fn render(rows: &[Row]) -> String {
+pub fn render(rows: &[Figures]) -> String {
     let header = [
         "transport",
         "payload copies (user / kernel)",
@@ -240,7 +241,7 @@ pub fn render(rows: &[Row]) -> String {
 }
 
 /// Plain sentences that read the table, built from its figures.
-pub fn explain(rows: &[Row]) -> Vec<String> {
+pub fn explain(rows: &[Figures]) -> Vec<String> {
     let mut said = Vec::new();
     let find = |label: &str| rows.iter().find(|r| r.label == label);
     if let Some(r) = rows.iter().find(|r| r.transport != "shm") {
@@ -324,35 +325,35 @@ pub fn explain(rows: &[Row]) -> Vec<String> {
     said
 }
 
-/// Runs one case `runs` times and returns the median row.
+/// Runs one scenario `runs` times and returns the median row.
 ///
 /// # Errors
-/// As [`run_case`].
+/// As [`run_scenario`].
 pub fn measure(
     bin_dir: &Path,
-    case: &Case,
+    scenario: &Scenario,
     image: &Path,
     runs: usize,
     mut name_and_addr: impl FnMut() -> (String, String),
     timeout: Duration,
-) -> Result<Row, String> {
+) -> Result<Figures, String> {
     let mut rows = Vec::new();
     for _ in 0..runs.max(1) {
         let (name, addr) = name_and_addr();
-        let (producer, consumer) = run_case(bin_dir, case, image, &name, &addr, timeout)?;
-        rows.push(row(case, &producer, &consumer));
+        let (producer, consumer) = run_scenario(bin_dir, scenario, image, &name, &addr, timeout)?;
+        rows.push(figures(scenario, &producer, &consumer));
     }
     Ok(median(&rows))
 }
 
-/// Runs one case with the binaries in `bin_dir`: the consumer first, then
+/// Runs one scenario with the binaries in `bin_dir`: the consumer first, then
 /// the producer. Returns their JSON reports.
 ///
 /// # Errors
 /// A message when either process fails or prints no JSON.
-pub fn run_case(
+pub fn run_scenario(
     bin_dir: &Path,
-    case: &Case,
+    scenario: &Scenario,
     image: &Path,
     name: &str,
     addr: &str,
@@ -365,25 +366,27 @@ pub fn run_case(
         "--timeout",
         &secs,
         "--transport",
-        case.transport.as_str(),
+        scenario.transport.as_str(),
         "--addr",
         addr,
         "--json",
     ];
-    let consumer = Command::new(bin_dir.join("consumer"))
+    let consumer_bin = siblings::find_in(bin_dir, "consumer").map_err(|e| e.to_string())?;
+    let producer_bin = siblings::find_in(bin_dir, "producer").map_err(|e| e.to_string())?;
+    let consumer = Command::new(&consumer_bin)
         .args(common)
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .spawn()
-        .map_err(|e| format!("start {}: {e}", bin_dir.join("consumer").display()))?;
+        .map_err(|e| format!("start {}: {e}", consumer_bin.display()))?;
     // Let the consumer start waiting, so both runs take the same path.
     std::thread::sleep(Duration::from_millis(100));
-    let producer = Command::new(bin_dir.join("producer"))
+    let producer = Command::new(&producer_bin)
         .arg(image)
         .args(common)
-        .args(["--read", case.read.as_str()])
+        .args(["--read", scenario.read.as_str()])
         .output()
-        .map_err(|e| format!("start {}: {e}", bin_dir.join("producer").display()))?;
+        .map_err(|e| format!("start {}: {e}", producer_bin.display()))?;
     let consumer = consumer
         .wait_with_output()
         .map_err(|e| format!("wait for the consumer: {e}"))?;
@@ -391,21 +394,13 @@ pub fn run_case(
         if !out.status.success() {
             return Err(format!(
                 "{who} failed over {}: {}",
-                case.label,
+                scenario.label,
                 String::from_utf8_lossy(&out.stderr).trim()
             ));
         }
         serde_json::from_slice(&out.stdout).map_err(|e| format!("{who} printed no JSON: {e}"))
     };
     Ok((parse("producer", &producer)?, parse("consumer", &consumer)?))
-}
-
-/// The directory holding this executable (where cargo puts its siblings).
-pub fn sibling_dir() -> PathBuf {
-    std::env::current_exe()
-        .ok()
-        .and_then(|p| p.parent().map(Path::to_path_buf))
-        .unwrap_or_else(|| PathBuf::from("."))
 }
 
 #[cfg(test)]
@@ -426,8 +421,8 @@ mod tests {
             "copies": [{"what": "socket -> heap (read)", "bytes": 10, "by": "kernel"}],
             "proc_io": {"rchar": 10, "wchar": 0, "syscr": 1, "syscw": 0}
         });
-        let case = &cases()[2];
-        let r = row(case, &producer, &consumer);
+        let scenario = &scenarios()[2];
+        let r = figures(scenario, &producer, &consumer);
         assert_eq!((r.user_copies, r.kernel_copies), (0, 2));
         assert_eq!(r.syscalls, Some(3));
         assert_eq!(r.rw_bytes, Some(20));
@@ -442,7 +437,11 @@ mod tests {
 
     #[test]
     fn missing_kernel_counters_show_as_not_available() {
-        let r = row(&cases()[0], &json!({"copies": []}), &json!({"copies": []}));
+        let r = figures(
+            &scenarios()[0],
+            &json!({"copies": []}),
+            &json!({"copies": []}),
+        );
         assert_eq!(r.syscalls, None);
         assert!(render(&[r]).contains("n/a"));
     }

@@ -1,0 +1,666 @@
+//! The benchmark driver behind `p1p2-bench`: plans the cases, runs each one
+//! (memcpy in this process; every transport as two real processes, the
+//! `p1p2-bench-peer` binary as sender and receiver; the Python baseline as
+//! `scripts/python_baseline.py`), and writes the report.
+//!
+//! A case that fails (a peer dies, times out, or finds a payload wrong) is
+//! recorded in the report's notes and the run goes on; its segment and
+//! socket files are removed. Every wait is bounded: a case that outlives its
+//! limit has its processes terminated (SIGTERM, then SIGKILL).
+//!
+//! This module is the run loop; its parts:
+//! - `jobs`: the units of work, the blocks that take turns in
+//!   rounds, and how a case's rounds merge into one row;
+//! - `memcpy`: the one-copy ceiling, measured in this process;
+//! - `python`: the Python baseline, run as a script;
+//! - `child`: starting, watching and ending the processes of
+//!   a case;
+//! - `cleanup`: removing what failed cases left behind.
+
+mod child;
+mod cleanup;
+mod jobs;
+mod memcpy;
+mod python;
+
+use std::net::{SocketAddr, TcpListener};
+use std::path::{Path, PathBuf};
+use std::sync::mpsc;
+use std::time::Duration;
+
+use indicatif::ProgressBar;
+
+use self::child::{finish_all, wait_all, Running};
+use self::cleanup::{remove_iceoryx2_files, remove_leftovers};
+use self::jobs::{blocks, is_throughput, merge, Job};
+use crate::case::{Case, Channel, Mode, Pin};
+use crate::export::write_all;
+use crate::machine::Machine;
+use crate::peer::affinity::allowed_cpus;
+use crate::peer::{PeerReport, Spec, Test};
+use crate::plan::Budget;
+use crate::report::{CaseResult, Config, LatencyResult, Report};
+use crate::targets;
+use crate::units::human_ns;
+use common::error::{Error, Result};
+use common::signals;
+
+/// Everything `p1p2-bench` was asked for.
+#[derive(Clone, Debug)]
+pub struct Options {
+    /// Where the files go.
+    pub out: PathBuf,
+    /// The quick set (shorter budgets, fewer round trips).
+    pub quick: bool,
+    /// Payload sizes.
+    pub sizes: Vec<u64>,
+    /// Throughput transports to measure.
+    pub transports: Vec<Channel>,
+    /// Also measure shm with a fresh segment per transfer.
+    pub cold: bool,
+    /// Placements of the throughput cases.
+    pub pins: Vec<Pin>,
+    /// Placements of the latency cases (empty: no latency cases).
+    pub latency_pins: Vec<Pin>,
+    /// Exactly this many measured runs per case, instead of a time budget.
+    pub runs: Option<usize>,
+    /// Multiplies every time budget.
+    pub budget_scale: f64,
+    /// Rounds per throughput case: the cases of one size run in turn, this
+    /// many times, each with its share of the budget, and each case's
+    /// samples are merged (ignored with `runs`).
+    pub rounds: usize,
+    /// Measured round trips per latency case.
+    pub round_trips: usize,
+    /// Size of a latency message.
+    pub message_bytes: u64,
+    /// Slots of the pipelined segment.
+    pub slots: u32,
+    /// Bounded spin before sleeping, when the peers are on different CPUs.
+    pub spin: Duration,
+    /// Longest a peer waits for the other.
+    pub timeout: Duration,
+    /// The `p1p2-bench-peer` binary, which runs both sides of a case.
+    pub peer: PathBuf,
+    /// The Python baseline script, or `None` to skip it.
+    pub python_script: Option<PathBuf>,
+    /// The Python interpreter.
+    pub python: String,
+    /// The iceoryx2 peer binary, when built with that feature.
+    pub iceoryx2_peer: Option<PathBuf>,
+}
+
+/// What a run produced.
+#[derive(Debug)]
+pub struct Outcome {
+    /// The report, as written.
+    pub report: Report,
+    /// The files written.
+    pub files: Vec<PathBuf>,
+    /// Cases that failed (their reasons are in the notes).
+    pub failed: usize,
+}
+
+/// A row of either table.
+enum Measurement {
+    Throughput(CaseResult),
+    Latency(LatencyResult),
+}
+
+/// Runs the whole benchmark and writes its files into `options.out`.
+///
+/// # Errors
+/// [`Error::Usage`] for a request this machine cannot serve (e.g. `split`
+/// on one CPU), [`Error::Interrupted`] on a signal (after cleaning up), or
+/// an error writing the files. Failed cases are not errors: see
+/// [`Outcome::failed`].
+pub fn run(options: &Options) -> Result<Outcome> {
+    signals::install()?;
+    let cpus = allowed_cpus();
+    for pin in options.pins.iter().chain(&options.latency_pins) {
+        if *pin == Pin::Split && cpus.len() < 2 {
+            return Err(Error::Usage(format!(
+                "--pin split needs two CPUs, and this process may use only {} (try --pin same)",
+                cpus.len()
+            )));
+        }
+    }
+    let mut driver = Driver {
+        options,
+        cpus,
+        case_number: 0,
+        notes: Vec::new(),
+        failed: 0,
+        python_version: None,
+    };
+    let jobs = driver.plan();
+    let rounds = driver.rounds();
+    let blocks = blocks(&jobs);
+    let steps: usize = blocks
+        .iter()
+        .map(|b| {
+            b.len()
+                * if b.len() > 1 || is_throughput(&b[0]) {
+                    rounds
+                } else {
+                    1
+                }
+        })
+        .sum();
+    let bar = common::progress::steps(steps as u64);
+    let mut report = Report::new(Machine::detect());
+    report.config = Some(driver.config());
+    for block in blocks {
+        let rounds = if is_throughput(&block[0]) { rounds } else { 1 };
+        let mut parts: Vec<Option<Vec<CaseResult>>> = vec![Some(Vec::new()); block.len()];
+        for round in 0..rounds {
+            for (job, part) in block.iter().zip(parts.iter_mut()) {
+                let mut label = job.label(options.message_bytes);
+                if rounds > 1 {
+                    label = format!("{label} (round {} of {rounds})", round + 1);
+                }
+                bar.set_message(label.clone());
+                if part.is_none() {
+                    // An earlier round failed.
+                    bar.inc(1);
+                    continue;
+                }
+                match driver.run_job(job, &bar) {
+                    Ok(Some(Measurement::Throughput(row))) => {
+                        bar.println(format!(
+                            "{label}: {} runs, median {}, {:.0} MB/s",
+                            row.runs,
+                            human_ns(row.median_ns),
+                            row.gbps * 1e3
+                        ));
+                        if let Some(p) = part.as_mut() {
+                            p.push(row);
+                        }
+                    }
+                    Ok(Some(Measurement::Latency(row))) => {
+                        bar.println(format!(
+                            "{label}: {} round trips, median {}",
+                            row.round_trips,
+                            human_ns(row.median_ns)
+                        ));
+                        report.latency.push(row);
+                    }
+                    Ok(None) => {}
+                    Err(Error::Interrupted(signal)) => {
+                        bar.finish_and_clear();
+                        driver.sweep();
+                        return Err(Error::Interrupted(signal));
+                    }
+                    Err(e) => {
+                        driver.failed += 1;
+                        let line = format!("{label} failed: {e}");
+                        bar.println(&line);
+                        driver.notes.push(line);
+                        *part = None;
+                    }
+                }
+                bar.inc(1);
+            }
+        }
+        report
+            .results
+            .extend(parts.into_iter().flatten().filter_map(merge));
+    }
+    bar.finish_and_clear();
+    if let Some(n) = driver.sweep() {
+        driver.notes.push(format!(
+            "removed {n} leftover segment or socket file(s) of failed cases"
+        ));
+    }
+    driver.notes.extend(method_notes(
+        options,
+        &report,
+        driver.python_version.as_deref(),
+    ));
+    report.notes = driver.notes;
+    report.notes.extend(
+        targets::evaluate(&report)
+            .iter()
+            .map(targets::Verdict::line),
+    );
+    let files = write_all(&report, &options.out)?;
+    Ok(Outcome {
+        report,
+        files,
+        failed: driver.failed,
+    })
+}
+
+struct Driver<'a> {
+    options: &'a Options,
+    cpus: Vec<usize>,
+    case_number: u32,
+    notes: Vec<String>,
+    failed: usize,
+    python_version: Option<String>,
+}
+
+impl Driver<'_> {
+    /// Rounds per throughput case (1 with a fixed run count).
+    fn rounds(&self) -> usize {
+        match self.options.runs {
+            Some(_) => 1,
+            None => self.options.rounds.max(1),
+        }
+    }
+
+    /// The budget of one round of a throughput case of `bytes`.
+    fn budget(&self, bytes: u64) -> Budget {
+        match self.options.runs {
+            Some(runs) => Budget::fixed(runs),
+            None if self.options.quick => Budget::quick(bytes)
+                .scaled(self.options.budget_scale)
+                .split(self.rounds()),
+            None => Budget::full(bytes)
+                .scaled(self.options.budget_scale)
+                .split(self.rounds()),
+        }
+    }
+
+    /// What every case got, over all its rounds.
+    fn config(&self) -> Config {
+        let rounds = self.rounds();
+        let round = self.budget(self.options.sizes.first().copied().unwrap_or(4096));
+        let adaptive = self.options.runs.is_none();
+        Config {
+            sizes: self.options.sizes.clone(),
+            runs: round.min_runs * rounds,
+            warmup: self
+                .options
+                .sizes
+                .iter()
+                .map(|&b| self.budget(b).warmup)
+                .max()
+                .unwrap_or(1)
+                * rounds,
+            quick: self.options.quick,
+            pins: self.options.pins.clone(),
+            round_trips: self.options.round_trips,
+            max_runs: adaptive.then_some(round.max_runs * rounds),
+            budget_ms: adaptive.then_some(round.time.as_millis() as u64 * rounds as u64),
+        }
+    }
+
+    /// The jobs in order: for each placement and size, every throughput
+    /// transport; then the latency cases.
+    fn plan(&mut self) -> Vec<Job> {
+        let o = self.options;
+        let mut jobs = Vec::new();
+        let python_ok = self.python_ready();
+        for &pin in &o.pins {
+            for &bytes in &o.sizes {
+                for &transport in Channel::ALL {
+                    if !o.transports.contains(&transport) {
+                        continue;
+                    }
+                    let case = |mode| Case {
+                        transport,
+                        mode,
+                        pin,
+                        bytes,
+                    };
+                    match transport {
+                        Channel::Memcpy => jobs.push(Job::Memcpy(case(Mode::Steady))),
+                        Channel::Shm => {
+                            jobs.push(Job::Peers(case(Mode::Steady)));
+                            if o.cold {
+                                jobs.push(Job::Peers(case(Mode::Cold)));
+                            }
+                        }
+                        Channel::ShmPipelined | Channel::Unix | Channel::Tcp => {
+                            jobs.push(Job::Peers(case(Mode::Steady)))
+                        }
+                        Channel::PythonShm | Channel::PythonArray if python_ok => {
+                            jobs.push(Job::Python(case(Mode::Steady)))
+                        }
+                        Channel::PythonShm | Channel::PythonArray => {}
+                        Channel::Iceoryx2 if o.iceoryx2_peer.is_some() => {
+                            jobs.push(Job::Iceoryx2(case(Mode::Steady)))
+                        }
+                        Channel::Iceoryx2 => {}
+                    }
+                }
+            }
+        }
+        if o.transports.contains(&Channel::Iceoryx2) && o.iceoryx2_peer.is_none() {
+            self.notes.push(
+                "iceoryx2 rows skipped: this p1p2-bench was built without the iceoryx2 \
+                 feature (scripts/bench.sh --peers builds it)"
+                    .into(),
+            );
+        }
+        for &pin in &o.latency_pins {
+            for transport in [Channel::Shm, Channel::Unix, Channel::Tcp] {
+                jobs.push(Job::Latency {
+                    transport,
+                    pin,
+                    variant: "blocking",
+                });
+                if transport == Channel::Shm && pin == Pin::Split && !o.spin.is_zero() {
+                    jobs.push(Job::Latency {
+                        transport,
+                        pin,
+                        variant: "spin",
+                    });
+                }
+            }
+        }
+        jobs
+    }
+
+    /// Whether the Python baseline can run; notes why not.
+    fn python_ready(&mut self) -> bool {
+        let o = self.options;
+        let wanted = o.transports.contains(&Channel::PythonShm)
+            || o.transports.contains(&Channel::PythonArray);
+        if !wanted {
+            return false;
+        }
+        match python::check(&o.python, o.python_script.as_deref()) {
+            Ok(()) => true,
+            Err(note) => {
+                self.notes.push(note);
+                false
+            }
+        }
+    }
+
+    /// A Python baseline case: one `python3 scripts/python_baseline.py` run.
+    fn python(&mut self, case: Case, bar: &ProgressBar) -> Result<Option<Measurement>> {
+        let o = self.options;
+        let script = o.python_script.clone().expect("checked in plan");
+        let budget = self.budget(case.bytes);
+        let cpus = self.placement(case.pin);
+        let name = self.next_name();
+        let limit = self.limit(&budget) + budget.longest();
+        let baseline = python::Baseline {
+            python: &o.python,
+            script: &script,
+            timeout: o.timeout,
+        };
+        let run = baseline.run(case, budget, cpus, &name, limit, bar);
+        if run.is_err() {
+            remove_leftovers(&name);
+        }
+        let run = run?;
+        self.python_version.get_or_insert(run.python);
+        if run.capped {
+            self.notes.push(format!(
+                "{case}: Python was capped by the time limit at {} runs",
+                run.runs
+            ));
+        }
+        Ok(Some(Measurement::Throughput(run.row)))
+    }
+
+    /// A fresh segment or socket name for a case: `bench-PID-N`.
+    fn next_name(&mut self) -> String {
+        self.case_number += 1;
+        format!("bench-{}-{}", std::process::id(), self.case_number)
+    }
+
+    /// The sender's and receiver's CPUs for a placement.
+    fn placement(&self, pin: Pin) -> (Option<usize>, Option<usize>) {
+        match pin {
+            Pin::Same => (Some(self.cpus[0]), Some(self.cpus[0])),
+            Pin::Split => (Some(self.cpus[0]), Some(self.cpus[1])),
+            Pin::None => (None, None),
+        }
+    }
+
+    fn spin_for(&self, pin: Pin) -> u64 {
+        if pin == Pin::Split {
+            self.options.spin.as_micros() as u64
+        } else {
+            0
+        }
+    }
+
+    fn run_job(&mut self, job: &Job, bar: &ProgressBar) -> Result<Option<Measurement>> {
+        signals::check()?;
+        match job {
+            Job::Memcpy(case) => {
+                let budget = self.budget(case.bytes);
+                let cpu = self.placement(case.pin).0;
+                memcpy::measure(*case, budget, cpu).map(|r| Some(Measurement::Throughput(r)))
+            }
+            Job::Peers(case) => self.peers(*case, None, bar),
+            Job::Iceoryx2(case) => {
+                let bin = self.options.iceoryx2_peer.clone();
+                self.peers(*case, bin, bar)
+            }
+            Job::Python(case) => self.python(*case, bar),
+            Job::Latency {
+                transport,
+                pin,
+                variant,
+            } => self.latency(*transport, *pin, variant, bar),
+        }
+    }
+
+    fn spec(&mut self, case: Case, test: Test, budget: Budget, cpu: Option<usize>) -> Spec {
+        let name = self.next_name();
+        let addr = (case.transport == Channel::Tcp).then(free_loopback_addr);
+        Spec {
+            test,
+            transport: case.transport,
+            mode: case.mode,
+            bytes: case.bytes,
+            slots: self.options.slots,
+            budget,
+            name,
+            addr,
+            cpu,
+            spin_us: self.spin_for(case.pin),
+            timeout_ms: self.options.timeout.as_millis() as u64,
+            progress: common::progress::enabled(),
+        }
+    }
+
+    /// A throughput case with two peer processes: the peer binary, or the
+    /// iceoryx2 peer binary, in both roles.
+    fn peers(
+        &mut self,
+        case: Case,
+        iceoryx2: Option<PathBuf>,
+        bar: &ProgressBar,
+    ) -> Result<Option<Measurement>> {
+        let budget = self.budget(case.bytes);
+        let (cpu_s, cpu_r) = self.placement(case.pin);
+        let sender = self.spec(case, Test::Throughput, budget, cpu_s);
+        let receiver = Spec {
+            cpu: cpu_r,
+            progress: false,
+            ..sender.clone()
+        };
+        let pair = self.run_pair(&sender, &receiver, iceoryx2.as_deref(), case.bytes, bar);
+        if iceoryx2.is_some() {
+            remove_iceoryx2_files(&sender.name);
+        }
+        let (s, r) = pair?;
+        let copies = s.copies + r.copies;
+        let syscalls = match (s.proc_io, r.proc_io) {
+            (Some(a), Some(b)) if s.runs > 0 => {
+                let io = a.plus(&b);
+                (io.syscr + io.syscw) as f64 / s.runs as f64
+            }
+            _ => 0.0,
+        };
+        let mut row =
+            CaseResult::from_samples(case, s.samples_ns.clone(), s.warmup, copies, syscalls)
+                .ok_or_else(|| Error::Usage("the sender measured no transfer".into()))?
+                .with_cpu_ms(s.user_ms + r.user_ms, s.sys_ms + r.sys_ms);
+        let mut notes = Vec::new();
+        if s.proc_io.is_none() || r.proc_io.is_none() {
+            notes.push("no /proc/self/io here: syscalls not counted (0)".to_string());
+        }
+        if s.capped {
+            notes.push(format!(
+                "capped by the time limit at {} runs (minimum {})",
+                s.runs, budget.min_runs
+            ));
+        }
+        if case.pin == Pin::None {
+            notes.push(format!(
+                "unpinned: the sender ended on CPU {}, the receiver on CPU {}",
+                s.cpu, r.cpu
+            ));
+        }
+        if !notes.is_empty() {
+            row = row.with_note(notes.join("; "));
+        }
+        Ok(Some(Measurement::Throughput(row)))
+    }
+
+    fn latency(
+        &mut self,
+        transport: Channel,
+        pin: Pin,
+        variant: &'static str,
+        bar: &ProgressBar,
+    ) -> Result<Option<Measurement>> {
+        let rt = self.options.round_trips.max(1);
+        let budget = Budget {
+            warmup: (rt / 10).clamp(1, 1000),
+            time: Duration::ZERO,
+            min_runs: rt,
+            max_runs: rt,
+            hard: Duration::from_secs(120),
+        };
+        let case = Case {
+            transport,
+            mode: Mode::Steady,
+            pin,
+            bytes: self.options.message_bytes,
+        };
+        let (cpu_s, cpu_r) = self.placement(pin);
+        let mut sender = self.spec(case, Test::Latency, budget, cpu_s);
+        sender.progress = false;
+        if variant != "spin" {
+            sender.spin_us = 0;
+        }
+        let receiver = Spec {
+            cpu: cpu_r,
+            ..sender.clone()
+        };
+        let (s, _) = self.run_pair(&sender, &receiver, None, case.bytes, bar)?;
+        let row = LatencyResult::from_samples(transport, pin, case.bytes, variant, s.samples_ns)
+            .ok_or_else(|| Error::Usage("the sender measured no round trip".into()))?;
+        Ok(Some(Measurement::Latency(row)))
+    }
+
+    /// The longest a case may take before its processes are ended.
+    fn limit(&self, budget: &Budget) -> Duration {
+        self.options.timeout * 2 + budget.longest() + Duration::from_secs(10)
+    }
+
+    /// Starts the receiver, then the sender; collects both reports.
+    fn run_pair(
+        &mut self,
+        sender: &Spec,
+        receiver: &Spec,
+        iceoryx2: Option<&Path>,
+        bytes: u64,
+        bar: &ProgressBar,
+    ) -> Result<(PeerReport, PeerReport)> {
+        let args = |spec: &Spec, role: &str| -> Vec<String> {
+            let json = serde_json::to_string(spec).expect("specs serialise");
+            vec!["--role".into(), role.into(), "--bench-peer".into(), json]
+        };
+        let bin = iceoryx2.unwrap_or(&self.options.peer);
+        let limit = self.limit(&sender.budget);
+        let (tx, rx) = mpsc::channel();
+        let result = (|| {
+            let receiver_proc = Running::start("receiver", bin, &args(receiver, "receiver"), None)?;
+            let sender_proc = Running::start("sender", bin, &args(sender, "sender"), Some(tx));
+            let sender_proc = match sender_proc {
+                Ok(p) => p,
+                Err(e) => {
+                    finish_all(vec![receiver_proc], Duration::from_secs(2), &rx, bar, bytes);
+                    return Err(e);
+                }
+            };
+            let outputs = wait_all(vec![sender_proc, receiver_proc], limit, &rx, bar, bytes)?;
+            let mut reports = Vec::new();
+            let mut failures = Vec::new();
+            for out in outputs {
+                match out.report::<PeerReport>() {
+                    Ok(r) => reports.push(r),
+                    Err(e) => failures.push(e),
+                }
+            }
+            if !failures.is_empty() {
+                return Err(Error::PeerGone(failures.join("; ")));
+            }
+            let r = reports.pop().expect("two reports");
+            let s = reports.pop().expect("two reports");
+            Ok((s, r))
+        })();
+        if result.is_err() {
+            remove_leftovers(&sender.name);
+        }
+        result
+    }
+
+    /// Removes files of this run's cases that failed; returns how many, if any.
+    fn sweep(&self) -> Option<usize> {
+        let n = remove_leftovers(&format!("bench-{}-", std::process::id()));
+        (n > 0).then_some(n)
+    }
+}
+
+/// Notes on how the rows were made, once per report.
+fn method_notes(options: &Options, report: &Report, python: Option<&str>) -> Vec<String> {
+    let has = |t: Channel| report.results.iter().any(|r| r.transport == t);
+    let mut notes = Vec::new();
+    if options.runs.is_none() && options.rounds > 1 && !report.results.is_empty() {
+        notes.push(format!(
+            "each throughput case ran in {} rounds, taking turns with the other cases of its \
+             size, each round in fresh processes with its own warm-up; a row merges the \
+             rounds' samples",
+            options.rounds
+        ));
+    }
+    if has(Channel::Memcpy) {
+        notes.push(
+            "memcpy: one copy between two hot, page-aligned buffers in one process, on the \
+             sender's CPU; below 1 MiB each sample is the mean of 1 MiB / size copies"
+                .to_string(),
+        );
+    }
+    if has(Channel::ShmPipelined) {
+        notes.push(format!(
+            "shm-pipelined: {} slots; a sample is the interval between two acknowledgements",
+            options.slots.max(2)
+        ));
+    }
+    if options.pins.contains(&Pin::Split) || options.latency_pins.contains(&Pin::Split) {
+        notes.push(if options.spin.is_zero() {
+            "shared-memory waits sleep on the futex at once (--spin-us 0)".to_string()
+        } else {
+            format!(
+                "with pin=split, shared-memory waits spin up to {} µs before sleeping on the futex",
+                options.spin.as_micros()
+            )
+        });
+    }
+    if let Some(version) = python {
+        notes.push(format!(
+            "python rows: Python {version}; its receiver checks the stamp of every payload and \
+             the checksum of the last"
+        ));
+    }
+    notes
+}
+
+/// A free TCP port on the loopback address (the peer binds it at once).
+fn free_loopback_addr() -> SocketAddr {
+    TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .unwrap_or_else(|_| SocketAddr::from(([127, 0, 0, 1], 47_801)))
+}

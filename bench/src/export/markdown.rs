@@ -1,0 +1,305 @@
+//! `results.md`: tables for people (throughput, one table per pinning, and
+//! round-trip latency), then the notes, the spread warnings and the machine.
+//! Numbers are written as [`crate::units`] describes.
+
+use std::fmt::Write as _;
+
+use super::order::{sorted_latency, sorted_results};
+use super::ratios::ratios;
+use super::{Exporter, RenderError};
+use crate::case::{Channel, Pin};
+use crate::report::{CaseResult, Report};
+use crate::units::{count, human_bytes, human_ns, human_range, two_decimals};
+
+/// The exporter of `results.md`.
+pub struct Markdown;
+
+impl Exporter for Markdown {
+    fn file_name(&self) -> &'static str {
+        "results.md"
+    }
+
+    fn render(&self, report: &Report) -> Result<String, RenderError> {
+        Ok(to_markdown(report))
+    }
+}
+
+/// The header line of the throughput table in `results.md`.
+pub const MARKDOWN_HEADER: &str =
+    "| transport | mode | size | median | p10–p90 | GB/s | × memcpy | × unix | copies | syscalls |";
+
+/// The header line of the latency table in `results.md`.
+pub const MARKDOWN_LATENCY_HEADER: &str =
+    "| transport | variant | pin | median | p10–p90 | p99 | round trips |";
+
+/// `results.md`: the throughput table under a "### pin = ..." heading (one
+/// table per pinning when the non-memcpy rows were measured with more than
+/// one; each table also shows the memcpy rows it is compared with), the
+/// latency table, notes, spread warnings and the machine. Number formats are
+/// listed in [`crate::units`].
+pub fn to_markdown(report: &Report) -> String {
+    let mut md = String::from("# Benchmark results\n\n");
+    if let Some(c) = &report.config {
+        let quick = if c.quick { " (quick set)" } else { "" };
+        match (c.max_runs, c.budget_ms) {
+            (Some(max), Some(ms)) => {
+                let _ = writeln!(
+                    md,
+                    "Each case: up to {} warm-up run{}, then at least {} measured runs, more \
+                     until {} had passed, at most {}{quick}.\n",
+                    c.warmup,
+                    if c.warmup == 1 { "" } else { "s" },
+                    c.runs,
+                    human_ns(ms as f64 * 1e6),
+                    max,
+                );
+            }
+            _ => {
+                let _ = writeln!(
+                    md,
+                    "{} measured runs per case after {} warm-up run{}{quick}.\n",
+                    c.runs,
+                    c.warmup,
+                    if c.warmup == 1 { "" } else { "s" },
+                );
+            }
+        }
+    }
+
+    md.push_str("## Throughput\n\n");
+    if report.results.is_empty() {
+        md.push_str("No throughput results.\n\n");
+    }
+    for (pin, rows) in throughput_tables(&report.results) {
+        if let Some(pin) = pin {
+            let _ = writeln!(md, "### pin = {pin}\n");
+        }
+        md.push_str(MARKDOWN_HEADER);
+        md.push_str("\n|:---|:---|---:|---:|---:|---:|---:|---:|---:|---:|\n");
+        for r in rows {
+            let x = ratios(&report.results, r);
+            let _ = writeln!(
+                md,
+                "| {} | {} | {} | {} | {} | {} | {} | {} | {} | {} |",
+                r.transport,
+                r.mode,
+                human_bytes(r.bytes),
+                human_ns(r.median_ns),
+                human_range(r.p10_ns, r.p90_ns),
+                two_decimals(r.gbps),
+                x.x_memcpy
+                    .map_or("–".into(), |v| format!("{}×", two_decimals(v))),
+                x.x_unix
+                    .map_or("–".into(), |v| format!("{}×", two_decimals(v))),
+                count(r.copies),
+                count(r.syscalls),
+            );
+        }
+        md.push('\n');
+    }
+
+    if !report.latency.is_empty() {
+        let mut sizes: Vec<u64> = report.latency.iter().map(|l| l.bytes).collect();
+        sizes.sort_unstable();
+        sizes.dedup();
+        let sizes: Vec<String> = sizes.into_iter().map(human_bytes).collect();
+        let _ = writeln!(md, "## Round-trip latency ({})\n", sizes.join(", "));
+        md.push_str(MARKDOWN_LATENCY_HEADER);
+        md.push_str("\n|:---|:---|:---|---:|---:|---:|---:|\n");
+        for l in sorted_latency(&report.latency) {
+            let _ = writeln!(
+                md,
+                "| {} | {} | {} | {} | {} | {} | {} |",
+                l.transport,
+                l.variant.replace('|', "\\|"),
+                l.pin,
+                human_ns(l.median_ns),
+                human_range(l.p10_ns, l.p90_ns),
+                human_ns(l.p99_ns),
+                l.round_trips
+            );
+        }
+        md.push('\n');
+    }
+
+    let case_notes = sorted_results(&report.results)
+        .into_iter()
+        .filter_map(|r| r.note.as_ref().map(|n| format!("{}: {n}", r.case())));
+    let notes: Vec<String> = report.notes.iter().cloned().chain(case_notes).collect();
+    bullets(&mut md, "Notes", &notes);
+    bullets(&mut md, "Warnings", &report.warnings());
+
+    let _ = writeln!(md, "Machine: {}", report.machine.summary());
+    md
+}
+
+/// The throughput tables of `results.md` and the pinning each shows: one
+/// table when the non-memcpy rows share one pinning (or there are only memcpy
+/// rows: no pinning), otherwise one per pinning, each with the memcpy rows of
+/// that pinning (or all memcpy rows when none has it).
+fn throughput_tables(results: &[CaseResult]) -> Vec<(Option<Pin>, Vec<&CaseResult>)> {
+    let mut pins: Vec<Pin> = results
+        .iter()
+        .filter(|r| r.transport != Channel::Memcpy)
+        .map(|r| r.pin)
+        .collect();
+    pins.sort_unstable();
+    pins.dedup();
+    if pins.len() <= 1 {
+        if results.is_empty() {
+            return Vec::new();
+        }
+        return vec![(pins.first().copied(), sorted_results(results))];
+    }
+    pins.into_iter()
+        .map(|pin| {
+            let memcpy_has_pin = results
+                .iter()
+                .any(|r| r.transport == Channel::Memcpy && r.pin == pin);
+            let mut chosen: Vec<&CaseResult> = results
+                .iter()
+                .filter(|r| {
+                    if r.transport == Channel::Memcpy {
+                        !memcpy_has_pin || r.pin == pin
+                    } else {
+                        r.pin == pin
+                    }
+                })
+                .collect();
+            chosen.sort_by_key(|r| (r.bytes, r.transport, r.mode, r.pin));
+            (Some(pin), chosen)
+        })
+        .collect()
+}
+
+fn bullets(md: &mut String, title: &str, items: &[String]) {
+    if items.is_empty() {
+        return;
+    }
+    let _ = writeln!(md, "## {title}\n");
+    for item in items {
+        let _ = writeln!(md, "- {item}");
+    }
+    md.push('\n');
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::case::Mode;
+    use crate::testdata::{self, row, MIB8};
+
+    #[test]
+    fn markdown_describes_a_fixed_count_or_a_time_budget() {
+        let mut report = testdata::report();
+        report.config = Some(crate::Config {
+            runs: 3,
+            warmup: 1,
+            ..Default::default()
+        });
+        assert!(to_markdown(&report).contains("\n3 measured runs per case after 1 warm-up run.\n"));
+        report.config = Some(crate::Config {
+            runs: 10,
+            warmup: 5,
+            quick: true,
+            max_runs: Some(10_000),
+            budget_ms: Some(4_000),
+            ..Default::default()
+        });
+        let md = to_markdown(&report);
+        assert!(
+            md.contains(
+                "Each case: up to 5 warm-up runs, then at least 10 measured runs, more until \
+                 4.00 s had passed, at most 10000 (quick set)."
+            ),
+            "{md}"
+        );
+    }
+
+    #[test]
+    fn markdown_tables_compare_with_memcpy_and_unix() {
+        let md = to_markdown(&testdata::report());
+        let lines: Vec<&str> = md.lines().collect();
+        assert!(lines.contains(
+            &"| transport | mode | size | median | p10–p90 | GB/s | × memcpy | × unix | copies | syscalls |"
+        ));
+        assert!(lines.contains(
+            &"| shm | steady | 8 MiB | 1.40 ms | 1.34–1.45 ms | 6.00 | 0.60× | 2.00× | 1 | 0 |"
+        ));
+        assert!(lines.contains(
+            &"| memcpy | steady | 8 MiB | 839 µs | 805–872 µs | 10.00 | 1.00× | – | 1 | 0 |"
+        ));
+        // One pinning besides memcpy's: one table, headed by it.
+        assert_eq!(md.matches("### pin = ").count(), 1);
+        assert!(lines.contains(&"### pin = split"));
+        // tcp at 4 KiB was not measured; shm cold has no cold unix to compare with.
+        assert!(!md.contains("| tcp | steady | 4 KiB"));
+        assert!(md.contains("| shm | cold | 8 MiB | 5.59 ms | 5.37–5.82 ms | 1.50 | 0.15× | – |"));
+        // Sorted by size, then transport order, then mode.
+        let order: Vec<&str> = lines
+            .iter()
+            .filter(|l| l.contains(" | 8 MiB | "))
+            .map(|l| l.split(" | ").take(2).collect::<Vec<_>>().join(" "))
+            .collect::<Vec<_>>()
+            .iter()
+            .map(|s| match s.as_str() {
+                "| memcpy steady" => "memcpy",
+                "| shm steady" => "shm",
+                "| shm cold" => "shm cold",
+                "| unix steady" => "unix",
+                "| tcp steady" => "tcp",
+                _ => "?",
+            })
+            .collect();
+        assert_eq!(order, ["memcpy", "shm", "shm cold", "unix", "tcp"]);
+        let first_4k = lines.iter().position(|l| l.contains("| 4 KiB |")).unwrap();
+        let first_8m = lines.iter().position(|l| l.contains("| 8 MiB |")).unwrap();
+        assert!(first_4k < first_8m);
+
+        assert!(lines.contains(&MARKDOWN_LATENCY_HEADER));
+        assert!(lines.contains(&"| shm | spin | split | 250 ns | 210–289 ns | 298 ns | 1000 |"));
+        assert!(lines.contains(&"- python3 not found: python rows skipped"));
+        assert!(md.ends_with(
+            "Machine: Test CPU @ 3.00GHz, 2 CPUs, kernel 6.1.0-test, git abc1234, \
+             rustc 1.88.0, 2023-11-14T22:13:20Z\n"
+        ));
+    }
+
+    #[test]
+    fn markdown_splits_tables_by_pin_and_lists_notes_and_warnings() {
+        let mut report = testdata::report();
+        report.results.push(
+            row(Channel::Shm, Mode::Steady, Pin::Same, MIB8, 4.0).with_note("pinned to CPU 0"),
+        );
+        let wide = CaseResult::from_samples(
+            crate::Case {
+                transport: Channel::Unix,
+                mode: Mode::Steady,
+                pin: Pin::Same,
+                bytes: MIB8,
+            },
+            (1..=11).map(|x| x * 400_000).collect(),
+            1,
+            2.0,
+            128.0,
+        )
+        .unwrap();
+        report.results.push(wide);
+        let md = to_markdown(&report);
+        let same = md.find("### pin = same").unwrap();
+        let split = md.find("### pin = split").unwrap();
+        assert!(same < split);
+        // Both tables show memcpy (measured unpinned) as their reference.
+        assert_eq!(md.matches("| memcpy | steady | 8 MiB |").count(), 2);
+        // unix at pin=same: median 2.4 ms, so 3.50 GB/s and shm is 1.14× it.
+        assert!(md[same..split].contains(
+            "| shm | steady | 8 MiB | 2.10 ms | 2.01–2.18 ms | 4.00 | 0.40× | 1.14× | 1 | 0 |"
+        ));
+        assert!(
+            md[same..split].contains("| unix | steady | 8 MiB | 2.40 ms | 800 µs–4.00 ms | 3.50 |")
+        );
+        assert!(md.contains("- shm steady pin=same 8 MiB: pinned to CPU 0"));
+        assert!(md.contains("## Warnings"));
+        assert!(md.contains("- unix steady pin=same 8 MiB: wide spread: p90 is 5.0x p10"));
+    }
+}

@@ -1,0 +1,239 @@
+//! The peers' bookkeeping: which transfers are warm-up and which are
+//! measured, the samples, and the kernel's and getrusage's counters over the
+//! measured ones.
+
+use std::io::Write as _;
+use std::time::{Duration, Instant};
+
+use super::report::PeerReport;
+use super::spec::Spec;
+use crate::plan::Budget;
+use common::ledger::{Meter, ProcIo, Usage};
+
+/// The kernel's and getrusage's counters over the measured runs.
+struct Window {
+    meter: Meter,
+    usage: Usage,
+}
+
+impl Window {
+    fn start() -> Window {
+        Window {
+            meter: Meter::start(),
+            usage: Usage::read_self(),
+        }
+    }
+
+    /// Fills the counters of `report`; `extra_reads` / `extra_writes` are
+    /// system calls this process made over the window that are not part of
+    /// the transfers (a final end-of-stream read, progress lines).
+    fn finish(self, report: &mut PeerReport, extra_reads: u64, extra_writes: (u64, u64)) {
+        let witness = self.meter.finish();
+        let usage = Usage::read_self().since(&self.usage);
+        report.proc_io = witness.proc_io.map(|io| ProcIo {
+            syscr: io.syscr.saturating_sub(extra_reads),
+            syscw: io.syscw.saturating_sub(extra_writes.0),
+            wchar: io.wchar.saturating_sub(extra_writes.1),
+            rchar: io.rchar,
+        });
+        report.user_ms = usage.user.as_secs_f64() * 1e3;
+        report.sys_ms = usage.system.as_secs_f64() * 1e3;
+        report.minflt = witness.minflt;
+        report.nvcsw = witness.nvcsw;
+        report.nivcsw = witness.nivcsw;
+    }
+}
+
+/// Progress lines on stderr (`progress RUNS LAST_NS`), at most every 200 ms,
+/// each one `write(2)`, counted so they can be subtracted.
+struct Progress {
+    enabled: bool,
+    last: Instant,
+    writes: u64,
+    bytes: u64,
+}
+
+impl Progress {
+    fn new(enabled: bool) -> Progress {
+        Progress {
+            enabled,
+            last: Instant::now(),
+            writes: 0,
+            bytes: 0,
+        }
+    }
+
+    fn tick(&mut self, now: Instant, runs: usize, last_ns: u64) {
+        if !self.enabled || now.duration_since(self.last) < Duration::from_millis(200) {
+            return;
+        }
+        self.last = now;
+        let mut line = [0u8; 64];
+        let mut cursor = std::io::Cursor::new(&mut line[..]);
+        let _ = writeln!(cursor, "progress {runs} {last_ns}");
+        let len = cursor.position() as usize;
+        if std::io::stderr().write_all(&line[..len]).is_ok() {
+            self.writes += 1;
+            self.bytes += len as u64;
+        }
+    }
+}
+
+/// The sender's loop bookkeeping: warm-up, then measured runs within the
+/// budget, with the measurement window around the measured ones.
+///
+/// Transfers are counted as they are started ([`Measure::more`]) and samples
+/// as they are recorded ([`Measure::record`]); the first `budget.warmup`
+/// samples are warm-up. A pipelined sender records a sample per
+/// acknowledgement but starts one transfer more (`lead`), whose
+/// acknowledgement only starts the clock.
+pub struct Measure {
+    budget: Budget,
+    lead: usize,
+    sent: usize,
+    warmed: usize,
+    samples: Vec<u64>,
+    started: Option<Instant>,
+    window: Option<Window>,
+    progress: Progress,
+}
+
+impl Measure {
+    /// Bookkeeping for `spec`'s budget; `lead` extra unmeasured transfers
+    /// (1 for a pipelined sender, else 0).
+    pub fn new(spec: &Spec, lead: usize) -> Measure {
+        Measure {
+            budget: spec.budget,
+            lead,
+            sent: 0,
+            warmed: 0,
+            samples: Vec::with_capacity(spec.budget.max_runs.min(1 << 20)),
+            started: None,
+            window: None,
+            progress: Progress::new(spec.progress),
+        }
+    }
+
+    fn warmup(&self) -> usize {
+        self.budget.warmup.max(1)
+    }
+
+    /// Whether to start another transfer; opens the window before the first
+    /// measured one.
+    pub fn more(&mut self) -> bool {
+        let unmeasured = self.warmup() + self.lead;
+        if self.sent >= unmeasured {
+            let started = *self.started.get_or_insert_with(|| {
+                self.window = Some(Window::start());
+                Instant::now()
+            });
+            if !self.budget.more(self.sent - unmeasured, started.elapsed()) {
+                return false;
+            }
+        }
+        self.sent += 1;
+        true
+    }
+
+    /// Records one sample that started at `t0` and ended at `t1`.
+    pub fn record(&mut self, t0: Instant, t1: Instant) {
+        let ns = t1.duration_since(t0).as_nanos().min(u128::from(u64::MAX)) as u64;
+        if self.warmed < self.warmup() {
+            self.warmed += 1;
+        } else {
+            self.samples.push(ns);
+        }
+        self.progress.tick(t1, self.samples.len(), ns);
+    }
+
+    /// Closes the window; `copies` is this process's copies per transfer.
+    pub fn finish(mut self, copies: f64) -> PeerReport {
+        let mut report = PeerReport {
+            warmup: self.warmed,
+            runs: self.samples.len(),
+            copies,
+            capped: self.budget.capped(self.samples.len()),
+            ..PeerReport::default()
+        };
+        let window = self.window.take().unwrap_or_else(Window::start);
+        window.finish(&mut report, 0, (self.progress.writes, self.progress.bytes));
+        report.samples_ns = self.samples;
+        report
+    }
+}
+
+/// The receiver's bookkeeping: which transfers are warm-up, and the window
+/// around the measured ones.
+pub struct Tally {
+    warmup: usize,
+    seq: u64,
+    window: Option<Window>,
+}
+
+impl Tally {
+    /// Bookkeeping for `spec`'s warm-up count.
+    pub fn new(spec: &Spec) -> Tally {
+        Tally {
+            warmup: spec.budget.warmup.max(1),
+            seq: 0,
+            window: None,
+        }
+    }
+
+    /// The sequence number of the next transfer; opens the window before
+    /// the first measured one.
+    pub fn next_seq(&mut self) -> u64 {
+        self.seq += 1;
+        if self.seq == self.warmup as u64 + 1 {
+            self.window = Some(Window::start());
+        }
+        self.seq
+    }
+
+    /// Closes the window after the stop; `copies` per measured transfer,
+    /// `extra_reads` read calls that were not transfers (an end-of-stream read).
+    pub fn finish(mut self, copies: f64, extra_reads: u64) -> PeerReport {
+        let done = self.seq.saturating_sub(1) as usize;
+        let mut report = PeerReport {
+            warmup: done.min(self.warmup),
+            runs: done.saturating_sub(self.warmup),
+            copies,
+            ..PeerReport::default()
+        };
+        let window = self.window.take().unwrap_or_else(Window::start);
+        window.finish(&mut report, extra_reads, (0, 0));
+        report
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_sender_warms_up_then_measures_the_budget() {
+        let mut m = Measure::new(&Spec::example(), 0);
+        let mut transfers = 0;
+        while m.more() {
+            let t = Instant::now();
+            m.record(t, t + Duration::from_nanos(100));
+            transfers += 1;
+        }
+        assert_eq!(transfers, 4, "1 warm-up + 3 measured");
+        let r = m.finish(1.0);
+        assert_eq!((r.warmup, r.runs), (1, 3));
+        assert_eq!(r.samples_ns, [100, 100, 100]);
+        assert!(!r.capped);
+    }
+
+    #[test]
+    fn the_receiver_counts_what_came_before_the_stop() {
+        let mut t = Tally::new(&Spec::example());
+        // Warm-up 1, measured 2 and 3, then the stop arrives as number 4.
+        for want in 1..=4 {
+            assert_eq!(t.next_seq(), want);
+        }
+        let r = t.finish(0.0, 0);
+        assert_eq!((r.warmup, r.runs), (1, 2));
+    }
+}

@@ -1,0 +1,329 @@
+//! What one benchmark run produced, as written to `results.json`: the
+//! throughput and latency of every case with its raw samples, the machine,
+//! the configuration and the notes.
+
+use std::collections::BTreeMap;
+
+use serde::{Deserialize, Serialize};
+
+use crate::case::{Case, Channel, Mode, Pin};
+use crate::machine::Machine;
+use crate::stats;
+
+/// How the benchmark was asked to run (informative; nothing reads it back).
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct Config {
+    /// Payload sizes in bytes.
+    pub sizes: Vec<u64>,
+    /// Measured transfers per case.
+    pub runs: usize,
+    /// Unmeasured warm-up transfers per case.
+    pub warmup: usize,
+    /// Whether the quick (smaller, shorter) set was run.
+    pub quick: bool,
+    /// The pinnings measured.
+    pub pins: Vec<Pin>,
+    /// Measured round trips per latency case.
+    pub round_trips: usize,
+    /// With a time budget, the most measured transfers per case (`runs` is
+    /// then the least); absent when every case made exactly `runs`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub max_runs: Option<usize>,
+    /// With a time budget, how long each case kept measuring after `runs`,
+    /// in milliseconds.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub budget_ms: Option<u64>,
+}
+
+/// Throughput of one case: every raw sample and the statistics made from them.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct CaseResult {
+    /// How the payload travels.
+    pub transport: Channel,
+    /// Reused or fresh resources.
+    pub mode: Mode,
+    /// Where the processes ran.
+    pub pin: Pin,
+    /// Payload size in bytes.
+    pub bytes: u64,
+    /// Measured transfers (the number of samples).
+    pub runs: usize,
+    /// Unmeasured warm-up transfers before them.
+    pub warmup: usize,
+    /// Median time per transfer.
+    pub median_ns: f64,
+    /// 10th percentile.
+    pub p10_ns: f64,
+    /// 90th percentile.
+    pub p90_ns: f64,
+    /// Arithmetic mean.
+    pub mean_ns: f64,
+    /// Sample standard deviation; `null` with fewer than two runs.
+    pub stddev_ns: Option<f64>,
+    /// Fastest transfer.
+    pub min_ns: u64,
+    /// Slowest transfer.
+    pub max_ns: u64,
+    /// Throughput at the median: bytes / median seconds / 10^9 (0 when the
+    /// median is 0).
+    pub gbps: f64,
+    /// Payload copies per transfer, from the copy ledger.
+    pub copies: f64,
+    /// read/write-family system calls per transfer.
+    pub syscalls: f64,
+    /// User CPU time of both processes over the measured runs, when known.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cpu_user_ms: Option<f64>,
+    /// System CPU time of both processes over the measured runs, when known.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cpu_sys_ms: Option<f64>,
+    /// Anything a reader should know about this case.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub note: Option<String>,
+    /// Every measured transfer time, in the order measured.
+    pub samples_ns: Vec<u64>,
+}
+
+impl CaseResult {
+    /// Computes the statistics of `samples_ns` (one time per measured
+    /// transfer, in nanoseconds) for `case`. `copies` and `syscalls` are per
+    /// transfer; values that are not finite or are negative are recorded as 0.
+    ///
+    /// Returns `None` when there are no samples: there is nothing to report.
+    pub fn from_samples(
+        case: Case,
+        samples_ns: Vec<u64>,
+        warmup: usize,
+        copies: f64,
+        syscalls: f64,
+    ) -> Option<CaseResult> {
+        let s = stats::Summary::of(&samples_ns)?;
+        Some(CaseResult {
+            transport: case.transport,
+            mode: case.mode,
+            pin: case.pin,
+            bytes: case.bytes,
+            runs: s.n,
+            warmup,
+            median_ns: s.median,
+            p10_ns: s.p10,
+            p90_ns: s.p90,
+            mean_ns: s.mean,
+            stddev_ns: s.stddev,
+            min_ns: s.min,
+            max_ns: s.max,
+            gbps: stats::gbps(case.bytes, s.median),
+            copies: non_negative(copies),
+            syscalls: non_negative(syscalls),
+            cpu_user_ms: None,
+            cpu_sys_ms: None,
+            note: None,
+            samples_ns,
+        })
+    }
+
+    /// Records the CPU time of both processes over the measured runs, in
+    /// milliseconds; values that are not finite or are negative are dropped.
+    pub fn with_cpu_ms(mut self, user: f64, sys: f64) -> CaseResult {
+        self.cpu_user_ms = (user.is_finite() && user >= 0.0).then_some(user);
+        self.cpu_sys_ms = (sys.is_finite() && sys >= 0.0).then_some(sys);
+        self
+    }
+
+    /// Attaches a note for the reader.
+    pub fn with_note(mut self, note: impl Into<String>) -> CaseResult {
+        self.note = Some(note.into());
+        self
+    }
+
+    /// What identifies this case.
+    pub fn case(&self) -> Case {
+        Case {
+            transport: self.transport,
+            mode: self.mode,
+            pin: self.pin,
+            bytes: self.bytes,
+        }
+    }
+
+    /// Warnings about the spread of the samples (see [`stats::warnings`]).
+    pub fn warnings(&self) -> Vec<String> {
+        stats::warnings(&self.samples_ns, self.warmup)
+    }
+}
+
+/// Round-trip latency of one small message: every raw sample and the
+/// statistics made from them.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct LatencyResult {
+    /// How the message travels.
+    pub transport: Channel,
+    /// Where the processes ran.
+    pub pin: Pin,
+    /// Message size in bytes (64 in the standard set).
+    pub bytes: u64,
+    /// How the receiver waits, e.g. "blocking" or "spin".
+    pub variant: String,
+    /// Measured round trips (the number of samples).
+    pub round_trips: usize,
+    /// Median round-trip time.
+    pub median_ns: f64,
+    /// 10th percentile.
+    pub p10_ns: f64,
+    /// 90th percentile.
+    pub p90_ns: f64,
+    /// 99th percentile.
+    pub p99_ns: f64,
+    /// Every measured round-trip time, in the order measured.
+    pub samples_ns: Vec<u64>,
+}
+
+impl LatencyResult {
+    /// Computes the statistics of `samples_ns`, one time per round trip, in
+    /// nanoseconds. Returns `None` when there are no samples.
+    pub fn from_samples(
+        transport: Channel,
+        pin: Pin,
+        bytes: u64,
+        variant: impl Into<String>,
+        samples_ns: Vec<u64>,
+    ) -> Option<LatencyResult> {
+        let s = stats::Summary::of(&samples_ns)?;
+        Some(LatencyResult {
+            transport,
+            pin,
+            bytes,
+            variant: variant.into(),
+            round_trips: s.n,
+            median_ns: s.median,
+            p10_ns: s.p10,
+            p90_ns: s.p90,
+            p99_ns: s.p99,
+            samples_ns,
+        })
+    }
+}
+
+/// Everything one benchmark run produced: the contents of `results.json`.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Report {
+    /// Where it ran.
+    pub machine: Machine,
+    /// How it was asked to run, when recorded.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub config: Option<Config>,
+    /// Throughput cases.
+    pub results: Vec<CaseResult>,
+    /// Round-trip latency cases.
+    #[serde(default)]
+    pub latency: Vec<LatencyResult>,
+    /// Things the reader should know, e.g. "python3 not found: python rows
+    /// skipped".
+    #[serde(default)]
+    pub notes: Vec<String>,
+}
+
+impl Report {
+    /// An empty report for `machine`.
+    pub fn new(machine: Machine) -> Report {
+        Report {
+            machine,
+            config: None,
+            results: Vec::new(),
+            latency: Vec::new(),
+            notes: Vec::new(),
+        }
+    }
+
+    /// Spread warnings of every throughput case, each prefixed with the case,
+    /// e.g. "shm steady pin=split 8 MiB: wide spread: ...".
+    pub fn warnings(&self) -> Vec<String> {
+        self.results
+            .iter()
+            .flat_map(|r| {
+                let case = r.case();
+                r.warnings()
+                    .into_iter()
+                    .map(move |w| format!("{case}: {w}"))
+            })
+            .collect()
+    }
+
+    /// The pinning the headline figures show (the plot and the targets):
+    /// `split` when any non-memcpy steady-state row has it, otherwise the
+    /// most common among those rows (`split` when there are none).
+    pub fn plotted_pin(&self) -> Pin {
+        let mut counts: BTreeMap<Pin, usize> = BTreeMap::new();
+        for r in &self.results {
+            if r.transport != Channel::Memcpy && r.mode == Mode::Steady {
+                *counts.entry(r.pin).or_default() += 1;
+            }
+        }
+        if counts.is_empty() || counts.contains_key(&Pin::Split) {
+            return Pin::Split;
+        }
+        // Ties go to the first pinning in `Pin::ALL` order.
+        counts
+            .into_iter()
+            .rev()
+            .max_by_key(|&(_, n)| n)
+            .map_or(Pin::Split, |(pin, _)| pin)
+    }
+}
+
+fn non_negative(x: f64) -> f64 {
+    if x.is_finite() && x > 0.0 {
+        x
+    } else {
+        0.0
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn from_samples_computes_statistics_and_throughput() {
+        let case = Case {
+            transport: Channel::Shm,
+            mode: Mode::Steady,
+            pin: Pin::Split,
+            bytes: 8_000_000,
+        };
+        let r = CaseResult::from_samples(case, vec![4000, 1000, 3000, 2000], 2, 1.0, 2.0)
+            .unwrap()
+            .with_cpu_ms(1.5, f64::NAN);
+        assert_eq!(r.runs, 4);
+        assert_eq!(r.warmup, 2);
+        assert_eq!(r.median_ns, 2500.0);
+        assert_eq!(r.mean_ns, 2500.0);
+        assert_eq!((r.min_ns, r.max_ns), (1000, 4000));
+        // 8e6 bytes in 2.5 µs = 3.2e12 B/s = 3200 GB/s.
+        assert!((r.gbps - 3200.0).abs() < 1e-9);
+        assert_eq!(r.cpu_user_ms, Some(1.5));
+        assert_eq!(r.cpu_sys_ms, None);
+        assert_eq!(r.samples_ns, [4000, 1000, 3000, 2000]);
+        assert_eq!(r.case(), case);
+        assert_eq!(case.to_string(), "shm steady pin=split 7.63 MiB");
+    }
+
+    #[test]
+    fn odd_samples_give_finite_numbers_or_nothing() {
+        let case = Case {
+            transport: Channel::Memcpy,
+            mode: Mode::Steady,
+            pin: Pin::None,
+            bytes: 4096,
+        };
+        assert!(CaseResult::from_samples(case, vec![], 0, 0.0, 0.0).is_none());
+        let r = CaseResult::from_samples(case, vec![0, 0], 0, f64::INFINITY, -1.0).unwrap();
+        assert_eq!(r.gbps, 0.0);
+        assert_eq!((r.copies, r.syscalls), (0.0, 0.0));
+        let one = CaseResult::from_samples(case, vec![7], 0, 1.0, 0.0).unwrap();
+        assert_eq!(one.stddev_ns, None);
+        assert_eq!(one.p10_ns, 7.0);
+        assert!(LatencyResult::from_samples(Channel::Shm, Pin::Same, 64, "spin", vec![]).is_none());
+    }
+}
