@@ -35,9 +35,7 @@ pub fn hit(point: &'static str) {
     let target = TARGET.get_or_init(|| std::env::var(ENV).ok());
     if target.as_deref() == Some(point) {
         debug_assert!(POINTS.contains(&point), "unlisted stop point {point}");
-        let _ = rustix::process::kill_process(
-            rustix::process::getpid(),
-            rustix::process::Signal::STOP,
-        );
+        let _ =
+            rustix::process::kill_process(rustix::process::getpid(), rustix::process::Signal::STOP);
     }
 }

@@ -150,7 +150,11 @@ mod tests {
         let word = Ident { pid: 7, start: 1 }.to_word();
         assert_eq!(word, 7 | 1 << PID_BITS);
         assert!(me.is_alive());
-        assert!(!Ident { start: me.start + 1, ..me }.is_alive());
+        assert!(!Ident {
+            start: me.start + 1,
+            ..me
+        }
+        .is_alive());
     }
 
     #[test]
@@ -160,8 +164,14 @@ mod tests {
         // Two identities written in turn; a reader must only ever see one
         // of them whole. With a pid and a start time in two fields it would
         // see mixtures.
-        let a = Ident { pid: 1111, start: 5_000_000 };
-        let b = Ident { pid: 2222, start: 9_000_000 };
+        let a = Ident {
+            pid: 1111,
+            start: 5_000_000,
+        };
+        let b = Ident {
+            pid: 2222,
+            start: 9_000_000,
+        };
         let word = Arc::new(AtomicU64::new(a.to_word()));
         let stop = Arc::new(AtomicBool::new(false));
         let (w, s) = (Arc::clone(&word), Arc::clone(&stop));

@@ -479,8 +479,10 @@ fn garbage_where_the_mutex_should_be_is_refused() {
         .open(shm_path(&name))
         .unwrap();
     std::os::unix::fs::FileExt::write_all_at(&file, &[0xff; 4], lock_kind as u64).unwrap();
-    run("consumer", &["--name", &name])
-        .fails_with(1, &["slot 0's lock: it is not a robust process-shared mutex"]);
+    run("consumer", &["--name", &name]).fails_with(
+        1,
+        &["slot 0's lock: it is not a robust process-shared mutex"],
+    );
     drop(segment);
     assert_clean(&name);
 }

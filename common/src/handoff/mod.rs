@@ -220,7 +220,13 @@ mod tests {
             State::Withdrawn,
             State::Taken,
         ];
-        for step in [Step::Publish, Step::Take, Step::Ack, Step::Reject, Step::Withdraw] {
+        for step in [
+            Step::Publish,
+            Step::Take,
+            Step::Ack,
+            Step::Reject,
+            Step::Withdraw,
+        ] {
             for from in all {
                 let word = AtomicU32::new(from as u32);
                 let got = apply(&word, step);
@@ -267,7 +273,14 @@ mod tests {
             let acked = ack.join().unwrap();
             assert!(acked != withdrew, "acked {acked}, withdrew {withdrew}");
             let end = load(&word).unwrap();
-            assert_eq!(end, if acked { State::Acked } else { State::Withdrawn });
+            assert_eq!(
+                end,
+                if acked {
+                    State::Acked
+                } else {
+                    State::Withdrawn
+                }
+            );
         }
     }
 }

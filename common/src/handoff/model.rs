@@ -414,7 +414,10 @@ impl World {
                 }
             }
             C::Using => {
-                assert!(self.segs[s].complete, "a consumer used an incomplete payload");
+                assert!(
+                    self.segs[s].complete,
+                    "a consumer used an incomplete payload"
+                );
                 for good in [true, false] {
                     let mut w = self.clone();
                     set(&mut w, C::Verified { good });
@@ -466,7 +469,9 @@ impl World {
             if alive && report != Report::Failed {
                 let word = seg.word.outcome();
                 if Some(report) != word.map(Report::Outcome) {
-                    return Err(format!("producer {i} reports {report:?}, the word is {word:?}"));
+                    return Err(format!(
+                        "producer {i} reports {report:?}, the word is {word:?}"
+                    ));
                 }
             }
             if let Some(taker) = seg.taker {
@@ -517,12 +522,18 @@ fn explore(start: World) -> usize {
         // A live, unfinished actor always has a step besides dying.
         for (i, &(pc, alive)) in world.producers.iter().enumerate() {
             if alive && !matches!(pc, P::Done(_)) {
-                assert!(!world.producer_steps(i).is_empty(), "producer {i} stuck at {pc:?}");
+                assert!(
+                    !world.producer_steps(i).is_empty(),
+                    "producer {i} stuck at {pc:?}"
+                );
             }
         }
         for (j, &(pc, alive, _)) in world.consumers.iter().enumerate() {
             if alive && !matches!(pc, C::Done(_)) {
-                assert!(!world.consumer_steps(j).is_empty(), "consumer {j} stuck at {pc:?}");
+                assert!(
+                    !world.consumer_steps(j).is_empty(),
+                    "consumer {j} stuck at {pc:?}"
+                );
             }
         }
         for (_label, succ) in next {

@@ -59,9 +59,7 @@ impl Segment {
 
     /// The claiming consumer's pid, if one claimed the segment and is dead.
     pub fn dead_consumer(&self) -> Option<u32> {
-        self.consumer()
-            .filter(|id| !id.is_alive())
-            .map(|id| id.pid)
+        self.consumer().filter(|id| !id.is_alive()).map(|id| id.pid)
     }
 
     /// The claiming consumer's pid (`None` while unclaimed).
@@ -103,7 +101,9 @@ mod tests {
             pid: std::process::id(),
             start: Ident::me().start + 1,
         };
-        seg.header().consumer.store(other.to_word(), Ordering::Relaxed);
+        seg.header()
+            .consumer
+            .store(other.to_word(), Ordering::Relaxed);
         assert_eq!(seg.dead_consumer(), Some(std::process::id()));
         drop(claim);
         assert_eq!(seg.consumer(), Some(other), "released someone else's claim");

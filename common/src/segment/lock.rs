@@ -44,7 +44,10 @@ impl Segment {
     /// # Errors
     /// [`Error::Lock`] if the mutex is broken (see [`Segment::lock`]).
     pub fn try_lock(&self, i: usize) -> Result<Option<SlotGuard<'_>>> {
-        let got = self.mutex(i).try_lock().map_err(|e| self.lock_error(i, e))?;
+        let got = self
+            .mutex(i)
+            .try_lock()
+            .map_err(|e| self.lock_error(i, e))?;
         Ok(got.map(|how| self.acquired(i, how)))
     }
 

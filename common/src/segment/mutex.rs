@@ -176,7 +176,9 @@ impl<'a> RobustMutex<'a> {
                 libc::pthread_mutexattr_setpshared(attr_ptr, libc::PTHREAD_PROCESS_SHARED)
             })?;
             // SAFETY: as above.
-            check(unsafe { libc::pthread_mutexattr_setrobust(attr_ptr, libc::PTHREAD_MUTEX_ROBUST) })?;
+            check(unsafe {
+                libc::pthread_mutexattr_setrobust(attr_ptr, libc::PTHREAD_MUTEX_ROBUST)
+            })?;
             // SAFETY: `bytes` is large and aligned enough for a
             // `pthread_mutex_t` (checked at compile time), and the caller
             // promises nobody else uses it yet.
@@ -320,7 +322,9 @@ mod tests {
             let m = unsafe { RobustMutex::open(&b2) }.unwrap();
             assert_eq!(m.try_lock().unwrap(), None);
             let t = Instant::now();
-            let got = m.lock_until(monotonic_after(Duration::from_millis(150))).unwrap();
+            let got = m
+                .lock_until(monotonic_after(Duration::from_millis(150)))
+                .unwrap();
             (got, t.elapsed())
         })
         .join()
@@ -332,7 +336,9 @@ mod tests {
         let got = std::thread::spawn(move || {
             // SAFETY: as above.
             let m = unsafe { RobustMutex::open(&b3) }.unwrap();
-            let got = m.lock_until(monotonic_after(Duration::from_secs(5))).unwrap();
+            let got = m
+                .lock_until(monotonic_after(Duration::from_secs(5)))
+                .unwrap();
             m.unlock().unwrap();
             got
         })
@@ -356,7 +362,9 @@ mod tests {
         .unwrap();
         // SAFETY: as above.
         let m = unsafe { RobustMutex::open(&bytes) }.unwrap();
-        let got = m.lock_until(monotonic_after(Duration::from_secs(5))).unwrap();
+        let got = m
+            .lock_until(monotonic_after(Duration::from_secs(5)))
+            .unwrap();
         assert_eq!(got, Some(Acquired::OwnerDied));
         m.unlock().unwrap();
         assert_eq!(m.try_lock().unwrap(), Some(Acquired::Clean));
@@ -380,9 +388,14 @@ mod tests {
         // SAFETY: as above.
         let m = unsafe { RobustMutex::open(&bytes) }.unwrap();
         let t = Instant::now();
-        let got = m.lock_until(monotonic_after(Duration::from_secs(30))).unwrap();
+        let got = m
+            .lock_until(monotonic_after(Duration::from_secs(30)))
+            .unwrap();
         assert_eq!(got, Some(Acquired::OwnerDied));
-        assert!(t.elapsed() < Duration::from_secs(20), "woke at the deadline, not the death");
+        assert!(
+            t.elapsed() < Duration::from_secs(20),
+            "woke at the deadline, not the death"
+        );
         m.unlock().unwrap();
         holder.join().unwrap();
     }
@@ -391,10 +404,16 @@ mod tests {
     fn garbage_is_not_a_mutex() {
         let bytes = RawMutexBytes(UnsafeCell::new([0x5a; MUTEX_BYTES]));
         // SAFETY: a private buffer; `open` only reads the kind word.
-        assert!(matches!(unsafe { RobustMutex::open(&bytes) }, Err(MutexError::NotAMutex)));
+        assert!(matches!(
+            unsafe { RobustMutex::open(&bytes) },
+            Err(MutexError::NotAMutex)
+        ));
         let zeros = RawMutexBytes(UnsafeCell::new([0; MUTEX_BYTES]));
         // SAFETY: as above.
-        assert!(matches!(unsafe { RobustMutex::open(&zeros) }, Err(MutexError::NotAMutex)));
+        assert!(matches!(
+            unsafe { RobustMutex::open(&zeros) },
+            Err(MutexError::NotAMutex)
+        ));
     }
 
     #[test]

@@ -320,7 +320,9 @@ fn await_outcome(segment: &Segment, deadline: &Deadline, story: &Story) -> Resul
     let consumer_label = || {
         segment
             .consumer_pid()
-            .map_or("the consumer".to_owned(), |pid| format!("consumer pid {pid}"))
+            .map_or("the consumer".to_owned(), |pid| {
+                format!("consumer pid {pid}")
+            })
     };
     loop {
         // Until a consumer takes it (or someone ends the hand-off).
@@ -375,8 +377,9 @@ fn await_outcome(segment: &Segment, deadline: &Deadline, story: &Story) -> Resul
                 };
                 return match withdraw(segment) {
                     Ok(_) => Err(why),
-                    Err(found) => final_outcome(segment, found)?
-                        .ok_or_else(|| bad_state(segment, found)),
+                    Err(found) => {
+                        final_outcome(segment, found)?.ok_or_else(|| bad_state(segment, found))
+                    }
                 };
             }
         };
@@ -394,8 +397,9 @@ fn await_outcome(segment: &Segment, deadline: &Deadline, story: &Story) -> Resul
                         pid: dead.or(segment.consumer_pid()),
                         when: format!("while reading segment {name}"),
                     }),
-                    Err(found) => final_outcome(segment, found)?
-                        .ok_or_else(|| bad_state(segment, found)),
+                    Err(found) => {
+                        final_outcome(segment, found)?.ok_or_else(|| bad_state(segment, found))
+                    }
                 };
             }
             other => {
@@ -444,10 +448,10 @@ fn take<'s>(segment: &'s Segment, deadline: &Deadline, story: &Story) -> Result<
         };
         failpoint::hit("consumer:locked");
         let dead = guard.recovered().map(|r| {
-            r.holder
-                .map_or("its holder (which had not recorded its pid)".to_owned(), |id| {
-                    holder_label(segment, Some(id.pid))
-                })
+            r.holder.map_or(
+                "its holder (which had not recorded its pid)".to_owned(),
+                |id| holder_label(segment, Some(id.pid)),
+            )
         });
         let word = &guard.slot().state;
         match handoff::load(word) {
