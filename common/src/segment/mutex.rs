@@ -404,16 +404,12 @@ mod tests {
     fn garbage_is_not_a_mutex() {
         let bytes = RawMutexBytes(UnsafeCell::new([0x5a; MUTEX_BYTES]));
         // SAFETY: a private buffer; `open` only reads the kind word.
-        assert!(matches!(
-            unsafe { RobustMutex::open(&bytes) },
-            Err(MutexError::NotAMutex)
-        ));
+        let got = unsafe { RobustMutex::open(&bytes) };
+        assert!(matches!(got, Err(MutexError::NotAMutex)));
         let zeros = RawMutexBytes(UnsafeCell::new([0; MUTEX_BYTES]));
         // SAFETY: as above.
-        assert!(matches!(
-            unsafe { RobustMutex::open(&zeros) },
-            Err(MutexError::NotAMutex)
-        ));
+        let got = unsafe { RobustMutex::open(&zeros) };
+        assert!(matches!(got, Err(MutexError::NotAMutex)));
     }
 
     #[test]
