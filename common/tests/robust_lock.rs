@@ -146,3 +146,43 @@ fn a_killed_holder_hands_the_robust_mutex_over_at_once() {
     mutex.unlock().unwrap();
     child.wait().unwrap();
 }
+
+#[test]
+fn raw_syncs_sub_second_timeouts_fail_at_once_with_einval() {
+    let shared = Shared::new();
+    let ptr = shared.map.as_mut_ptr() as usize;
+    // SAFETY: a fresh mapping nobody else uses yet; initialised once.
+    let (lock, _) = unsafe { Mutex::new(ptr as *mut u8, (ptr + 64) as *mut u8) }.unwrap();
+    // Another thread holds it for the whole test, so a timed lock can only
+    // time out or fail.
+    let (held_tx, held_rx) = std::sync::mpsc::channel();
+    let (done_tx, done_rx) = std::sync::mpsc::channel::<()>();
+    let holder = std::thread::spawn(move || {
+        // SAFETY: initialised above; the mapping outlives this thread,
+        // which is joined before `shared` is dropped.
+        let (lock, _) =
+            unsafe { Mutex::from_existing(ptr as *mut u8, (ptr + 64) as *mut u8) }.unwrap();
+        let guard = lock.lock().unwrap();
+        held_tx.send(()).unwrap();
+        let _ = done_rx.recv();
+        drop(guard);
+    });
+    held_rx.recv().unwrap();
+    // A 900 ms timeout is added to the current nanoseconds without carrying
+    // into the seconds: whenever those exceed 100 ms (nine calls in ten),
+    // the deadline is invalid and the call fails at once with EINVAL (22).
+    let mut einval = None;
+    for _ in 0..20 {
+        let started = Instant::now();
+        if let Err(e) = lock.try_lock(Timeout::Val(Duration::from_millis(900))) {
+            if e.to_string().trim_end().ends_with("22") {
+                einval = Some(started.elapsed());
+                break;
+            }
+        }
+    }
+    done_tx.send(()).unwrap();
+    holder.join().unwrap();
+    let took = einval.expect("no call failed with EINVAL in 20 tries");
+    assert!(took < Duration::from_millis(100), "{took:?}");
+}
