@@ -13,7 +13,7 @@ use std::time::{Duration, Instant};
 
 use common::segment::mutex::{monotonic_after, Acquired, RawMutexBytes, RobustMutex};
 use memmap2::MmapRaw;
-use raw_sync::locks::{LockImpl, LockInit, Mutex};
+use raw_sync::locks::{LockInit, Mutex};
 use raw_sync::Timeout;
 
 const CHILD: &str = "P1P2_ROBUST_LOCK_CHILD";
