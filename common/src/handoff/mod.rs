@@ -32,7 +32,8 @@
 //! the payload may be half written (it is discarded: Withdraw); Ready and
 //! Taken mean it was complete (a consumer may use it); a final state is
 //! reported as it is. `docs/segment-format.md` holds the same table, and
-//! [`model`] checks the protocol built on it against every interleaving.
+//! the `model` test module checks the protocol built on it against every
+//! interleaving.
 
 #[cfg(test)]
 mod model;

@@ -63,7 +63,7 @@ const _: () = assert!(std::mem::align_of::<libc::pthread_mutex_t>() <= 8);
 ///
 /// Only ever reached through a shared reference into the mapping; all access
 /// goes through the pthread functions (which use atomic instructions on it)
-/// or [`RawMutexBytes::kind_word`], an atomic load.
+/// or an atomic load of its kind word (see [`RobustMutex::open`]).
 #[repr(C, align(8))]
 pub struct RawMutexBytes(UnsafeCell<[u8; MUTEX_BYTES]>);
 
