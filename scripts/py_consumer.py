@@ -1,46 +1,70 @@
 #!/usr/bin/env python3
-"""A consumer (P2) in Python: reads the payload that `producer` put into a
-shared-memory segment, checks it, writes it to a file and acknowledges it.
+"""A consumer (P2) in Python: takes the payload that `producer` put into a
+shared-memory segment, checks it, acknowledges it and writes it to a file.
 
-    scripts/py_consumer.py [--name p1p2] [--timeout 30] --out FILE
+    scripts/py_consumer.py [--name p1p2] [--timeout 30] [--hold MS] --out FILE
 
-It uses only the standard library. It attaches to /dev/shm/p1p2.NAME with
-multiprocessing.shared_memory, reads the header by the layout documented in
-common/src/layout.rs, records its pid as the segment's consumer, waits for
-slot 0 to become READY, copies the payload, checks it, writes it to FILE and
-sets slot 0's state to ACKED, as the Rust consumer does. A payload whose
-CRC-32 does not match (or that changed while being copied) is marked
-REJECTED. The segment belongs to the producer: this script never unlinks it.
+It uses only the standard library, and through ctypes two C libraries that
+every glibc system has: libc (for the pthread mutex and the futex system
+call) and libatomic (libatomic.so.1, for atomic loads, stores and
+compare-and-swap on the shared words, which Python cannot do by itself).
+Linux on x86_64 or aarch64 with glibc 2.30 or later.
 
-Python cannot take the segment's lock (a process-shared pthread mutex inside
-the header), so this reader never does. It relies on the state word and the
-sequence number instead:
-- the producer writes the payload, then its length, CRC-32 and sequence
-  number, and only then stores READY; it writes nothing more into the slot
-  until it is acknowledged, so a reader that sees READY sees a finished
-  payload;
-- the sequence number is read before the copy and again after it: if it
-  moved, the payload was rewritten meanwhile and the copy is refused. The
-  CRC-32 over the copy catches anything else that went wrong.
-Python has no atomic loads with an ordering; its reads of the header are plain
-loads of aligned words, and the sequence and CRC-32 checks are what make a
-reordered or torn read harmless (it is refused, never accepted).
+It takes part in the hand-off exactly as the Rust consumer does (see
+common/src/transport/shm.rs and docs/segment-format.md, layout version 2):
+
+1. waits for /dev/shm/p1p2.NAME to be published by a live producer, maps it,
+   validates the header and checks that slot 0 holds a robust,
+   process-shared mutex;
+2. claims the segment: one compare-and-swap of its identity (pid and start
+   time in one word) into the header's consumer word, from nobody or from a
+   dead consumer; the claim is released however the script ends, unless it
+   is killed;
+3. takes slot 0's robust mutex with pthread_mutex_clocklock on
+   CLOCK_MONOTONIC, in slices of at most 100 ms (so a signal is noticed),
+   until its deadline, and records itself as the holder;
+4. holding the lock, reads the state word: Ready -> applies Take (Ready ->
+   Taken); a holder that died (EOWNERDEAD) over Empty means the producer
+   died while writing, so it applies Withdraw and fails; one that died over
+   Ready or Taken left a complete payload, which it uses; Withdrawn is
+   refused;
+5. copies the payload as a sequence-lock read (the sequence number must be
+   even, and the same after the copy), verifies the CRC-32, writes it to a
+   temporary file next to FILE, keeps the lock for --hold ms, then applies
+   Ack (Taken -> Acked), or Reject (Taken -> Rejected) if anything failed or
+   a signal arrived;
+6. clears its holder record, releases the lock and its claim, and removes
+   the segment only if its producer is dead (a live producer's segment is
+   the producer's to remove).
+
+Every state change is one compare-and-swap, followed by a futex wake of the
+state word. When the producer withdraws first (its --timeout passed, or it
+was interrupted), the Ack loses: the script reports that the payload was not
+delivered and FILE is not written. FILE appears (renamed from the temporary
+file) only once the Ack has won.
 
 Errors are one line on stderr and a non-zero exit: 1 for a failed transfer,
-2 for bad arguments, 130 when interrupted.
+2 for bad arguments, 128 + the signal number for SIGINT, SIGTERM or SIGHUP.
 """
 
 import argparse
+import ctypes
+import errno
+import fcntl
+import mmap
 import os
+import platform
+import re
+import signal
+import stat
 import struct
 import sys
 import time
 import zlib
-from multiprocessing import resource_tracker, shared_memory
 
 # The global header at offset 0 (see common/src/layout.rs).
 MAGIC = b"P1P2SHM\0"  # offset 0, 8 bytes
-VERSION = 1  # u32 at 8
+VERSION = 2  # u32 at 8
 HEADER_SIZE = 4096  # u32 at 12; also where slot 0's payload starts
 OFF_VERSION = 8
 OFF_HEADER_SIZE = 12
@@ -48,49 +72,215 @@ OFF_CAPACITY = 16  # u64: usable bytes per slot
 OFF_SLOT_STRIDE = 24  # u64: capacity rounded up to whole pages
 OFF_SLOT_COUNT = 32  # u32
 OFF_KIND = 36  # u32: 1 = transfer
-OFF_PRODUCER_PID = 56  # u32
-OFF_CONSUMER_PID = 60  # u32
-OFF_CONSUMER_START = 72  # u64: start time, /proc/PID/stat field 22
+OFF_ELEM_SIZE = 44  # u32
+OFF_ELEM_COUNT = 48  # u64
+OFF_PRODUCER_PID = 56  # u32 (60: reserved)
+OFF_CONSUMER = 72  # u64: identity word of the consumer, 0 = none
+OFF_FLAGS = 80  # u32: 0 for transfer segments
 KIND_TRANSFER = 1
 KINDS = {1: "transfer", 2: "value", 3: "array"}
 MAX_SLOTS = 31
 PAGE = 4096
+MAX_SEGMENT_BYTES = 1 << 40
 
 # Slot 0's control block at offset 128.
-OFF_STATE = 128  # u32
+OFF_STATE = 128  # u32, the futex word
 OFF_CRC32 = 132  # u32
 OFF_LEN = 136  # u64
-OFF_SEQ = 144  # u64
+OFF_SEQ = 144  # u64: a sequence lock, odd while the producer writes
+OFF_HOLDER = 152  # u64: identity word of the mutex holder, 0 = none
+OFF_LOCK = 192  # the robust pthread mutex (64 bytes reserved)
+OFF_LOCK_KIND = OFF_LOCK + 16  # glibc's __kind word (every 64-bit glibc)
+MUTEX_BYTES = 64
 
-EMPTY, READY, ACKED, REJECTED, WITHDRAWN = 0, 1, 2, 3, 4
+# The hand-off's states and steps (common/src/handoff/mod.rs).
+EMPTY, READY, ACKED, REJECTED, WITHDRAWN, TAKEN = 0, 1, 2, 3, 4, 5
+STATE_NAMES = {
+    EMPTY: "empty",
+    READY: "ready",
+    ACKED: "acknowledged",
+    REJECTED: "rejected",
+    WITHDRAWN: "withdrawn",
+    TAKEN: "taken",
+}
+STEPS = {
+    "Take": ((READY,), TAKEN),
+    "Ack": ((TAKEN,), ACKED),
+    "Reject": ((TAKEN,), REJECTED),
+    "Withdraw": ((EMPTY, READY, TAKEN), WITHDRAWN),
+}
+
+# Identity words (common/src/liveness.rs): pid in the low 22 bits, start
+# time (clock ticks after boot, /proc/PID/stat field 22) above.
+PID_BITS = 22
+PID_MASK = (1 << PID_BITS) - 1
+
+# C constants (Linux, glibc).
+RELAXED, ACQUIRE, ACQ_REL = 0, 2, 4
+CLOCK_MONOTONIC = 1
+FUTEX_WAIT, FUTEX_WAKE = 0, 1
+INT_MAX = 2**31 - 1
+PTHREAD_PROCESS_SHARED = 1
+PTHREAD_MUTEX_ROBUST = 1
+SYS_FUTEX = {"x86_64": 202, "amd64": 202, "aarch64": 98, "arm64": 98}
 
 PREFIX = "p1p2."
-POLL = 0.01  # seconds between looks at the file and the state word
+SHM_DIR = "/dev/shm"
+NAME_RE = re.compile(r"[A-Za-z0-9._-]{1,64}")
+POLL = 0.01  # seconds between looks for the file
+SLICE = 0.1  # longest single sleep: how quickly a signal is noticed
 
 
 class Failure(Exception):
     """A transfer that cannot complete; the message is one line."""
 
 
-def u32(buf, offset):
-    return struct.unpack_from("<I", buf, offset)[0]
+class Interrupted(Exception):
+    """A signal arrived; the transfer is abandoned cleanly."""
+
+    def __init__(self, signum):
+        super().__init__(f"interrupted by {signal.Signals(signum).name}")
+        self.signum = signum
 
 
-def u64(buf, offset):
-    return struct.unpack_from("<Q", buf, offset)[0]
+_received = []
 
 
-def put_u32(buf, offset, value):
-    # One aligned 4-byte write.
-    struct.pack_into("<I", buf, offset, value)
+def _record(signum, _frame):
+    # Only recorded: the waits below notice it between slices, so no lock is
+    # left held and no state half changed by an exception at a random point.
+    _received.append(signum)
 
 
-def put_u64(buf, offset, value):
-    struct.pack_into("<Q", buf, offset, value)
+def check_signals():
+    if _received:
+        raise Interrupted(_received[0])
 
 
-def start_time(pid):
-    """Field 22 of /proc/PID/stat (clock ticks after boot), or None."""
+def pause(seconds):
+    """Sleeps, in slices that check for signals."""
+    end = time.monotonic() + seconds
+    while True:
+        check_signals()
+        left = end - time.monotonic()
+        if left <= 0:
+            return
+        time.sleep(min(left, SLICE))
+
+
+class Timespec(ctypes.Structure):
+    _fields_ = [("tv_sec", ctypes.c_long), ("tv_nsec", ctypes.c_long)]
+
+
+def timespec(ns):
+    return Timespec(ns // 1_000_000_000, ns % 1_000_000_000)
+
+
+class Native:
+    """The C functions this script calls: libatomic's atomics, libc's
+    robust-mutex functions and syscall(2) for futexes."""
+
+    def __init__(self):
+        machine = platform.machine()
+        self.sys_futex = SYS_FUTEX.get(machine.lower())
+        if not sys.platform.startswith("linux") or self.sys_futex is None:
+            raise Failure(
+                f"this script runs on Linux on x86_64 or aarch64, not on {sys.platform} {machine}"
+            )
+        try:
+            atomic = ctypes.CDLL("libatomic.so.1")
+        except OSError as e:
+            raise Failure(
+                f"cannot load libatomic.so.1 ({e}); it provides the atomic compare-and-swap "
+                "this script needs (Debian/Ubuntu: apt-get install libatomic1)"
+            ) from None
+        try:
+            libc = ctypes.CDLL("libc.so.6", use_errno=True)
+        except OSError as e:
+            raise Failure(f"cannot load the C library libc.so.6 ({e}); glibc is needed") from None
+
+        def fn(lib, what, name, restype, argtypes):
+            try:
+                f = getattr(lib, name)
+            except AttributeError:
+                raise Failure(f"{what} has no {name}") from None
+            f.restype = restype
+            f.argtypes = argtypes
+            return f
+
+        u32p = ctypes.POINTER(ctypes.c_uint32)
+        u64p = ctypes.POINTER(ctypes.c_uint64)
+        vp, i, u32, u64 = ctypes.c_void_p, ctypes.c_int, ctypes.c_uint32, ctypes.c_uint64
+        a, b = "libatomic.so.1", ctypes.c_bool
+        self.cas4 = fn(atomic, a, "__atomic_compare_exchange_4", b, [vp, u32p, u32, i, i])
+        self.cas8 = fn(atomic, a, "__atomic_compare_exchange_8", b, [vp, u64p, u64, i, i])
+        self.load4 = fn(atomic, a, "__atomic_load_4", u32, [vp, i])
+        self.load8 = fn(atomic, a, "__atomic_load_8", u64, [vp, i])
+        self.store8 = fn(atomic, a, "__atomic_store_8", None, [vp, u64, i])
+        self.exchange8 = fn(atomic, a, "__atomic_exchange_8", u64, [vp, u64, i])
+        self.fence = fn(atomic, a, "atomic_thread_fence", None, [i])
+        c = "the C library (glibc 2.30 or later is needed)"
+        ts = ctypes.POINTER(Timespec)
+        self.clocklock = fn(libc, c, "pthread_mutex_clocklock", i, [vp, i, ts])
+        self.trylock = fn(libc, c, "pthread_mutex_trylock", i, [vp])
+        self.unlock = fn(libc, c, "pthread_mutex_unlock", i, [vp])
+        self.consistent = fn(libc, c, "pthread_mutex_consistent", i, [vp])
+        self.syscall = fn(libc, c, "syscall", ctypes.c_long, None)
+        self.expected_kind = self._robust_kind(libc, fn, c)
+
+    @staticmethod
+    def _robust_kind(libc, fn, c):
+        """glibc's __kind word of a fresh robust, process-shared mutex, made
+        in private memory: what a producer's mutex must hold."""
+        vp, i = ctypes.c_void_p, ctypes.c_int
+        attr = (ctypes.c_uint64 * 8)()
+        mutex = (ctypes.c_uint64 * (MUTEX_BYTES // 8))()
+        init = fn(libc, c, "pthread_mutexattr_init", i, [vp])
+        pshared = fn(libc, c, "pthread_mutexattr_setpshared", i, [vp, i])
+        robust = fn(libc, c, "pthread_mutexattr_setrobust", i, [vp, i])
+        destroy = fn(libc, c, "pthread_mutexattr_destroy", i, [vp])
+        mutex_init = fn(libc, c, "pthread_mutex_init", i, [vp, vp])
+        if init(attr) != 0:
+            raise Failure("pthread_mutexattr_init failed")
+        try:
+            rc = pshared(attr, PTHREAD_PROCESS_SHARED) or robust(attr, PTHREAD_MUTEX_ROBUST)
+            rc = rc or mutex_init(mutex, attr)
+        finally:
+            destroy(attr)
+        if rc != 0:
+            raise Failure(f"cannot make a robust process-shared mutex: {os.strerror(rc)}")
+        return struct.unpack_from("<i", bytes(mutex), 16)[0]
+
+    def futex_wake(self, addr):
+        # A failed wake (impossible for a valid address) would only delay the
+        # producer until its next 100 ms slice.
+        self.syscall(
+            ctypes.c_long(self.sys_futex),
+            ctypes.c_void_p(addr),
+            ctypes.c_long(FUTEX_WAKE),
+            ctypes.c_long(INT_MAX),
+            ctypes.c_void_p(None),
+            ctypes.c_void_p(None),
+            ctypes.c_long(0),
+        )
+
+    def futex_wait(self, addr, expected, seconds):
+        """Sleeps while the word at addr holds `expected`, at most `seconds`
+        (EAGAIN, ETIMEDOUT and EINTR all just return)."""
+        ts = timespec(max(0, int(seconds * 1e9)))
+        self.syscall(
+            ctypes.c_long(self.sys_futex),
+            ctypes.c_void_p(addr),
+            ctypes.c_long(FUTEX_WAIT),
+            ctypes.c_long(expected),
+            ctypes.byref(ts),
+            ctypes.c_void_p(None),
+            ctypes.c_long(0),
+        )
+
+
+def proc_stat(pid):
+    """(state, start time) from /proc/PID/stat, or None."""
     try:
         with open(f"/proc/{pid}/stat", encoding="ascii", errors="replace") as f:
             text = f.read()
@@ -105,9 +295,16 @@ def start_time(pid):
         return None
 
 
-def alive(pid, start=0):
-    """Whether pid runs (a zombie counts as dead), and started at `start`
-    when `start` is not 0."""
+def my_ident():
+    pid = os.getpid()
+    st = proc_stat(pid)
+    return (pid & PID_MASK) | ((st[1] if st else 0) << PID_BITS)
+
+
+def ident_alive(word):
+    """Whether the process named by an identity word runs (a zombie counts
+    as dead; a start time of 0 is not compared)."""
+    pid, start = word & PID_MASK, word >> PID_BITS
     if pid <= 0:
         return False
     try:
@@ -116,157 +313,508 @@ def alive(pid, start=0):
         return False
     except PermissionError:
         pass
-    stat = start_time(pid)
-    if stat is None:
+    st = proc_stat(pid)
+    if st is None:
         return not os.path.exists("/proc/self")
-    state, started = stat
-    return state not in ("Z", "X", "x") and (start == 0 or started == start)
+    return st[0] not in ("Z", "X", "x") and (start == 0 or st[1] == start)
 
 
-def attach(name, deadline, timeout):
-    """Waits for /dev/shm/p1p2.NAME to appear and maps it."""
-    shm_name = PREFIX + name
-    while True:
+class Segment:
+    """A mapped segment and the operations on slot 0."""
+
+    def __init__(self, native, name, path, fd, size):
+        self.native = native
+        self.name = name
+        self.path = path
+        self.fd = fd
+        self.size = size
+        self.map = mmap.mmap(fd, size, mmap.MAP_SHARED, mmap.PROT_READ | mmap.PROT_WRITE)
+        # The mapping's address, for the C functions. This exported buffer
+        # must be released before the mapping is closed.
+        self._anchor = ctypes.c_char.from_buffer(self.map)
+        self.base = ctypes.addressof(self._anchor)
+        self.me = my_ident()
+        self.locked = False
+        self.claimed = False
+
+    def close(self):
+        if self.locked:  # never unmap a held robust mutex
+            self.unlock()
+        self.release_claim()
+        del self._anchor
+        self.map.close()
+        os.close(self.fd)
+
+    # ---------------------------------------------------------- the header
+
+    def check(self):
+        """Validates the header against the mapping (as RawHeader::check)."""
+        n, buf = self.native, self.map
+
+        def bad(reason):
+            return Failure(f"segment {self.name}: {reason}")
+
+        # Acquire: pairs with the creator's Release store of the magic, after
+        # which it changes none of the fields read below.
+        magic = n.load8(self.base, ACQUIRE).to_bytes(8, "little")
+        if magic != MAGIC:
+            raise bad(f"wrong magic {magic!r} (not a p1p2 segment, or not initialised)")
+        u32 = lambda o: struct.unpack_from("<I", buf, o)[0]  # noqa: E731
+        u64 = lambda o: struct.unpack_from("<Q", buf, o)[0]  # noqa: E731
+        version = u32(OFF_VERSION)
+        if version != VERSION:
+            raise bad(f"layout version {version}, this script reads version {VERSION}")
+        if u32(OFF_HEADER_SIZE) != HEADER_SIZE:
+            raise bad(f"header size {u32(OFF_HEADER_SIZE)} differs from {HEADER_SIZE}")
+        slot_count = u32(OFF_SLOT_COUNT)
+        if not 1 <= slot_count <= MAX_SLOTS:
+            raise bad(f"slot count {slot_count} is outside 1..={MAX_SLOTS}")
+        kind = u32(OFF_KIND)
+        if kind not in KINDS:
+            raise bad(f"unknown kind {kind}")
+        if kind != KIND_TRANSFER:
+            raise bad(f"it holds a {KINDS[kind]}, not a transfer")
+        capacity, stride = u64(OFF_CAPACITY), u64(OFF_SLOT_STRIDE)
+        if stride != max(1, -(-capacity // PAGE)) * PAGE:
+            raise bad(f"slot stride {stride} does not fit capacity {capacity}")
+        if u32(OFF_FLAGS) != 0:
+            raise bad(f"flags {u32(OFF_FLAGS):#x} on a transfer segment")
+        if HEADER_SIZE + stride * slot_count != self.size:
+            raise bad(
+                f"header describes {HEADER_SIZE + stride * slot_count} bytes "
+                f"but the file has {self.size}"
+            )
+        elems = u32(OFF_ELEM_SIZE) * u64(OFF_ELEM_COUNT)
+        if elems > capacity:
+            raise bad(f"{u64(OFF_ELEM_COUNT)} elements of {u32(OFF_ELEM_SIZE)} bytes do not fit")
+        if n.load4(self.base + OFF_LOCK_KIND, RELAXED) != n.expected_kind & 0xFFFFFFFF:
+            raise bad("slot 0's lock: it is not a robust process-shared mutex")
+        self.capacity = capacity
+        self.producer = u32(OFF_PRODUCER_PID)
+
+    def owner_alive(self):
+        """The producer holds an exclusive flock on the file until it exits:
+        a shared one can be had only once it is dead."""
         try:
-            if sys.version_info >= (3, 13):
-                return shared_memory.SharedMemory(name=shm_name, track=False)
-            shm = shared_memory.SharedMemory(name=shm_name)
-        except FileNotFoundError:
-            if time.monotonic() >= deadline:
+            fcntl.flock(self.fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
+        except OSError:
+            return True
+        fcntl.flock(self.fd, fcntl.LOCK_UN)
+        return False
+
+    def remove_stale(self, dying=False):
+        """Removes the file if its producer is dead and the path still names
+        it; whether it did. `dying`: the producer is known to have died (it
+        died holding the lock), but it may not have closed its files yet, so
+        its flock is awaited for up to a second."""
+        for _ in range(100 if dying else 1):
+            try:
+                fcntl.flock(self.fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                break
+            except OSError:
+                if dying:
+                    time.sleep(POLL)
+        else:
+            return False
+        try:
+            ours, there = os.fstat(self.fd), os.lstat(self.path)
+            if (ours.st_dev, ours.st_ino) == (there.st_dev, there.st_ino):
+                os.unlink(self.path)
+                return True
+        except OSError:
+            pass
+        finally:
+            fcntl.flock(self.fd, fcntl.LOCK_UN)
+        return False
+
+    # ---------------------------------------------------------- the claim
+
+    def claim(self):
+        """One compare-and-swap of this process's identity into the consumer
+        word, from nobody or from a dead consumer."""
+        n, addr = self.native, self.base + OFF_CONSUMER
+        current = n.load8(addr, ACQUIRE)
+        while True:
+            if current not in (0, self.me) and ident_alive(current):
                 raise Failure(
-                    f"segment {shm_name} did not appear within {timeout:g} s "
-                    "(is the producer running with this --name?)"
-                ) from None
-            time.sleep(POLL)
-            continue
-        except (OSError, ValueError) as e:
-            raise Failure(f"cannot attach segment {shm_name}: {e}") from None
-        # Before 3.13 the resource tracker would unlink the segment when this
-        # process exits; it is the producer's to remove.
-        resource_tracker.unregister(shm._name, "shared_memory")
-        return shm
+                    f"segment {self.name} is already claimed by consumer pid {current & PID_MASK}"
+                )
+            expected = ctypes.c_uint64(current)
+            if n.cas8(addr, ctypes.byref(expected), self.me, ACQ_REL, ACQUIRE):
+                self.claimed = True
+                return
+            current = expected.value
+
+    def release_claim(self):
+        if self.claimed:
+            self.claimed = False
+            # Only our own claim: a compare-and-swap from our word to 0.
+            expected = ctypes.c_uint64(self.me)
+            self.native.cas8(self.base + OFF_CONSUMER, ctypes.byref(expected), 0, ACQ_REL, RELAXED)
+
+    # ----------------------------------------------------------- the lock
+
+    def holder_label(self, word=None):
+        """Who holds (or held) the lock, for messages; a holder not recorded
+        yet can only be the producer, which locks before publishing."""
+        if word is None:
+            word = self.native.load8(self.base + OFF_HOLDER, RELAXED)
+        pid = word & PID_MASK
+        if pid in (0, self.producer):
+            return f"producer pid {self.producer}"
+        return f"pid {pid}"
+
+    def lock(self, deadline):
+        """Takes slot 0's robust mutex, waiting until `deadline` at most.
+        Returns None at the deadline, else (recovered, dead): whether its
+        holder died holding it, and that holder's identity word (0 if it had
+        not recorded itself)."""
+        n, addr = self.native, self.base + OFF_LOCK
+        rc = n.trylock(addr)
+        if rc == errno.EBUSY:
+            print(f"py_consumer: waiting for the lock, held by {self.holder_label()}", flush=True)
+        while rc in (errno.EBUSY, errno.ETIMEDOUT):
+            check_signals()
+            left = deadline - time.monotonic()
+            if left <= 0:
+                return None
+            until = time.clock_gettime_ns(time.CLOCK_MONOTONIC) + int(min(left, SLICE) * 1e9)
+            rc = n.clocklock(addr, CLOCK_MONOTONIC, ctypes.byref(timespec(until)))
+        if rc == errno.EOWNERDEAD:
+            # We own it now; marking it consistent keeps it usable for
+            # everyone after our unlock. What the dead holder left is for
+            # the protocol to judge.
+            if n.consistent(addr) != 0:
+                # Not unlocked: that would make it unrecoverable for everyone.
+                # It stays held until this process exits.
+                raise Failure(f"segment {self.name}: slot 0's lock cannot be made consistent")
+        elif rc == errno.ENOTRECOVERABLE:
+            raise Failure(
+                f"segment {self.name}: slot 0's lock was left unrecoverable by a holder that died"
+            )
+        elif rc == errno.EINVAL:
+            raise Failure(
+                f"segment {self.name}: slot 0's lock: it is not a robust process-shared mutex"
+            )
+        elif rc != 0:
+            raise Failure(f"segment {self.name}: slot 0's lock: {os.strerror(rc)}")
+        self.locked = True
+        # Recorded while held (and cleared before unlocking), for messages.
+        before = n.exchange8(self.base + OFF_HOLDER, self.me, RELAXED)
+        return rc == errno.EOWNERDEAD, before
+
+    def is_producer(self, word):
+        """Whether an identity word names this segment's producer."""
+        return word & PID_MASK == self.producer
+
+    def unlock(self):
+        self.native.store8(self.base + OFF_HOLDER, 0, RELAXED)
+        self.locked = False
+        # Fails only for a mutex this thread does not hold.
+        self.native.unlock(self.base + OFF_LOCK)
+
+    # ---------------------------------------------------- the state word
+
+    def state(self):
+        return self.native.load4(self.base + OFF_STATE, ACQUIRE)
+
+    def apply(self, step):
+        """Applies a step of the hand-off with one compare-and-swap from the
+        state the word holds, if the step leaves it (AcqRel, as
+        handoff::apply). Returns (True, state left) or (False, state found)."""
+        sources, target = STEPS[step]
+        n, addr = self.native, self.base + OFF_STATE
+        raw = n.load4(addr, ACQUIRE)
+        while True:
+            if raw not in sources:
+                return False, raw
+            expected = ctypes.c_uint32(raw)
+            if n.cas4(addr, ctypes.byref(expected), target, ACQ_REL, ACQUIRE):
+                n.futex_wake(addr)
+                return True, raw
+            raw = expected.value
+
+    def bad_state(self, raw):
+        if raw in STATE_NAMES:
+            return Failure(f"segment {self.name}: its payload was already {STATE_NAMES[raw]}")
+        return Failure(f"segment {self.name}: its state word holds {raw}, which is no state")
+
+    def refusal(self, raw):
+        if raw == WITHDRAWN:
+            return Failure(
+                f"producer pid {self.producer} withdrew segment {self.name} before handing it "
+                "over (it was interrupted or gave up)"
+            )
+        return self.bad_state(raw)
 
 
-def check_header(buf, size, name):
-    """Validates the global header against the mapping's size; returns the
-    slot capacity and the producer's pid."""
-    if size < HEADER_SIZE:
-        raise Failure(f"segment {name}: {size} bytes, less than the {HEADER_SIZE}-byte header")
-    magic = bytes(buf[0:8])
-    if magic != MAGIC:
-        raise Failure(f"segment {name}: wrong magic {magic!r} (not a p1p2 segment)")
-    version = u32(buf, OFF_VERSION)
-    if version != VERSION:
-        raise Failure(f"segment {name}: layout version {version}, this script reads {VERSION}")
-    header_size = u32(buf, OFF_HEADER_SIZE)
-    if header_size != HEADER_SIZE:
-        raise Failure(f"segment {name}: header size {header_size} differs from {HEADER_SIZE}")
-    kind = u32(buf, OFF_KIND)
-    if kind != KIND_TRANSFER:
-        raise Failure(
-            f"segment {name} holds a {KINDS.get(kind, f'kind {kind}')}, not a transfer"
-        )
-    slot_count = u32(buf, OFF_SLOT_COUNT)
-    if not 1 <= slot_count <= MAX_SLOTS:
-        raise Failure(f"segment {name}: slot count {slot_count} is outside 1..={MAX_SLOTS}")
-    capacity = u64(buf, OFF_CAPACITY)
-    stride = u64(buf, OFF_SLOT_STRIDE)
-    if stride != max(1, -(-capacity // PAGE)) * PAGE:
-        raise Failure(f"segment {name}: slot stride {stride} does not fit capacity {capacity}")
-    if HEADER_SIZE + stride * slot_count != size:
-        raise Failure(
-            f"segment {name}: header describes {HEADER_SIZE + stride * slot_count} bytes "
-            f"but the mapping has {size}"
-        )
-    return capacity, u32(buf, OFF_PRODUCER_PID)
-
-
-def claim(buf, name):
-    """Records this process as the consumer, so the producer watches it."""
-    me = os.getpid()
-    current = u32(buf, OFF_CONSUMER_PID)
-    if current not in (0, me) and alive(current, u64(buf, OFF_CONSUMER_START)):
-        raise Failure(f"segment {name} is already claimed by consumer pid {current}")
-    stat = start_time(me)
-    # The start time first: a producer that sees our pid then finds the
-    # matching start time (or 0, which it treats as unknown).
-    put_u64(buf, OFF_CONSUMER_START, stat[1] if stat else 0)
-    put_u32(buf, OFF_CONSUMER_PID, me)
-
-
-def wait_ready(buf, name, producer, deadline, timeout):
+def attach(native, name, deadline, timeout):
+    """Waits for a live producer to publish /dev/shm/p1p2.NAME, then maps and
+    validates it. A stale segment (its producer is dead) is not used: a new
+    producer will replace it."""
+    shm_name = PREFIX + name
+    path = os.path.join(SHM_DIR, shm_name)
+    stale = None
     while True:
-        state = u32(buf, OFF_STATE)
-        if state == READY:
-            return
-        if state == WITHDRAWN:
-            raise Failure(f"producer pid {producer} withdrew segment {name} before handing it over")
-        if state in (ACKED, REJECTED):
-            word = "acknowledged" if state == ACKED else "rejected"
-            raise Failure(f"segment {name}: its payload was already {word}")
-        if state != EMPTY:
-            raise Failure(f"segment {name}: invalid state {state}")
-        if not alive(producer):
-            raise Failure(f"producer pid {producer} died before writing a payload into {name}")
+        check_signals()
+        segment = open_segment(native, shm_name, path)
+        if segment is not None:
+            if segment.owner_alive():
+                return segment
+            stale = segment.producer
+            segment.close()
         if time.monotonic() >= deadline:
-            raise Failure(f"no payload was written into segment {name} within {timeout:g} s")
+            if stale is not None:
+                raise Failure(
+                    f"segment {shm_name} is stale (its producer pid {stale} is dead) and no live "
+                    f"producer replaced it within {timeout:g} s"
+                )
+            raise Failure(
+                f"segment {shm_name} did not appear within {timeout:g} s "
+                "(is the producer running with this --name?)"
+            )
         time.sleep(POLL)
 
 
-def consume(name, timeout, out):
-    deadline = time.monotonic() + timeout
-    shm = attach(name, deadline, timeout)
-    buf = shm.buf
-    shm_name = PREFIX + name
+def open_segment(native, shm_name, path):
+    """Maps and validates the segment at path; None if there is none."""
     try:
-        capacity, producer = check_header(buf, shm.size, shm_name)
-        claim(buf, shm_name)
-        wait_ready(buf, shm_name, producer, deadline, timeout)
+        fd = os.open(path, os.O_RDWR | os.O_NOFOLLOW | os.O_CLOEXEC | os.O_NONBLOCK)
+    except FileNotFoundError:
+        return None
+    except OSError as e:
+        if e.errno == errno.ELOOP:
+            raise Failure(f"refusing {path}: it is a symbolic link") from None
+        raise Failure(f"cannot open {path}: {e.strerror}") from None
+    segment = None
+    try:
+        st = os.fstat(fd)
+        if not stat.S_ISREG(st.st_mode):
+            raise Failure(f"refusing {path}: it is not a regular file")
+        if st.st_uid != os.geteuid():
+            raise Failure(
+                f"refusing {path}: it belongs to uid {st.st_uid}, not to this user ({os.geteuid()})"
+            )
+        if st.st_size < HEADER_SIZE:
+            raise Failure(
+                f"segment {shm_name}: the file has {st.st_size} bytes, less than the "
+                f"{HEADER_SIZE}-byte header"
+            )
+        if st.st_size > MAX_SEGMENT_BYTES:
+            raise Failure(f"segment {shm_name}: the file is implausibly large ({st.st_size} bytes)")
+        segment = Segment(native, shm_name, path, fd, st.st_size)
+        segment.check()
+        return segment
+    except BaseException:
+        if segment is not None:
+            segment.close()
+        else:
+            os.close(fd)
+        raise
 
-        seq = u64(buf, OFF_SEQ)
-        length = u64(buf, OFF_LEN)
-        expected = u32(buf, OFF_CRC32)
-        if length > capacity or HEADER_SIZE + length > shm.size:
+
+def take(segment, deadline, timeout):
+    """Takes the lock once slot 0 holds a payload this consumer may use and
+    applies Take (or takes over from a consumer that died reading). Returns
+    with the lock held, and whether the producer died holding it; raises
+    with it released."""
+    name, producer = segment.name, segment.producer
+    while True:
+        got = segment.lock(deadline)
+        if got is None:
             raise Failure(
-                f"segment {shm_name}: payload length {length} exceeds the capacity "
-                f"{capacity} or the mapping's {shm.size} bytes"
+                f"the lock on segment {name} stayed held by {segment.holder_label()} "
+                f"for {timeout:g} s"
             )
-        payload = bytes(buf[HEADER_SIZE : HEADER_SIZE + length])
-        actual = zlib.crc32(payload) & 0xFFFFFFFF
-        seq_after = u64(buf, OFF_SEQ)
-        if seq_after != seq:
-            put_u32(buf, OFF_STATE, REJECTED)
-            raise Failure(
-                f"segment {shm_name}: the payload changed while being read "
-                f"(sequence {seq} -> {seq_after})"
-            )
-        if actual != expected:
-            put_u32(buf, OFF_STATE, REJECTED)
-            raise Failure(
-                f"CRC-32 mismatch: the producer recorded {expected:08x}, "
-                f"the payload has {actual:08x}"
-            )
+        recovered, dead = got
         try:
-            with open(out, "wb") as f:
+            state = segment.state()
+            if state == READY:
+                if recovered:
+                    print(
+                        f"py_consumer: {segment.holder_label(dead)} died holding the lock after "
+                        "publishing a complete payload; using it",
+                        flush=True,
+                    )
+                won, found = segment.apply("Take")
+                if not won:
+                    raise segment.refusal(found)
+                return recovered and segment.is_producer(dead)
+            if state == TAKEN and recovered:
+                who = (
+                    segment.holder_label(dead)
+                    if dead & PID_MASK
+                    else "its holder (which had not recorded its pid)"
+                )
+                print(
+                    f"py_consumer: {who} died while reading the payload; taking over",
+                    flush=True,
+                )
+                return False
+            if state == EMPTY and recovered:
+                # Only the producer holds the lock while the word is Empty:
+                # it died writing. Discard the half-written payload.
+                segment.apply("Withdraw")
+                segment.unlock()
+                segment.remove_stale(dying=segment.is_producer(dead))
+                raise Failure(
+                    f"producer pid {producer} died while writing its payload into segment "
+                    f"{name}; the half-written payload was discarded"
+                )
+            if state != EMPTY:
+                raise segment.refusal(state)
+        except BaseException:
+            if segment.locked:
+                segment.unlock()
+            raise
+        # Not written yet: let the producer in, and sleep until the word moves.
+        segment.unlock()
+        while segment.state() == EMPTY:
+            check_signals()
+            if not segment.owner_alive():
+                raise Failure(f"producer pid {producer} died before writing a payload into {name}")
+            left = deadline - time.monotonic()
+            if left <= 0:
+                raise Failure(f"no payload was written into segment {name} within {timeout:g} s")
+            segment.native.futex_wait(segment.base + OFF_STATE, EMPTY, min(left, SLICE))
+
+
+class Output:
+    """FILE, written only after the Ack won. A regular file (or a new one) is
+    first written under a temporary name in the same directory, so that a
+    path that cannot be written is found before the acknowledgement; it is
+    renamed into place after it. Anything else (/dev/null, a symbolic link)
+    is written directly, after the acknowledgement."""
+
+    def __init__(self, path):
+        self.path = path
+        try:
+            st = os.lstat(path)
+        except FileNotFoundError:
+            st = None
+        except OSError as e:
+            raise Failure(f"cannot write {path}: {e.strerror}") from None
+        if st is not None and stat.S_ISDIR(st.st_mode):
+            raise Failure(f"cannot write {path}: it is a directory")
+        self.direct = st is not None and not stat.S_ISREG(st.st_mode)
+        head, tail = os.path.split(path)
+        temp = os.path.join(head, f".{tail}.py_consumer-{os.getpid()}")
+        self.temp = None if self.direct else temp
+        self.payload = None
+
+    def prepare(self, payload):
+        self.payload = payload
+        if self.direct:
+            return
+        try:
+            fd = os.open(self.temp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o666)
+            with open(fd, "wb") as f:
                 f.write(payload)
         except OSError as e:
-            raise Failure(f"cannot write {out}: {e.strerror or e}") from None
-        if u32(buf, OFF_STATE) == WITHDRAWN:
-            raise Failure(f"producer pid {producer} withdrew segment {shm_name} while it was read")
-        # The producer polls the state word every 100 ms (its futex waits are
-        # sliced), so a plain store is seen without a futex wake, which
-        # Python cannot issue. (Without a compare-and-swap, a withdrawal in
-        # the instant between the check above and this store is overwritten;
-        # the payload was complete and verified by then.)
-        put_u32(buf, OFF_STATE, ACKED)
-        print(
-            f"py_consumer: read {length} bytes (crc32 {actual:08x}, sequence {seq}) "
-            f"from {shm_name}, wrote {out}, acknowledged"
+            raise Failure(f"cannot write {self.path}: {e.strerror or e}") from None
+
+    def commit(self):
+        try:
+            if self.direct:
+                with open(self.path, "wb") as f:
+                    f.write(self.payload)
+            else:
+                os.replace(self.temp, self.path)
+                self.temp = None
+        except OSError as e:
+            raise Failure(
+                f"acknowledged, but cannot write {self.path}: {e.strerror or e}"
+            ) from None
+
+    def discard(self):
+        if self.temp is not None:
+            try:
+                os.unlink(self.temp)
+            except FileNotFoundError:
+                pass
+            self.temp = None
+
+
+def read_payload(segment):
+    """The payload, read while holding the lock after Take: a sequence-lock
+    read (the number even, and the same after the copy) checked by CRC-32."""
+    n, name = segment.native, segment.name
+    # Acquire: pairs with the producer's Release store of the even value
+    # after its last write of the payload.
+    seq = n.load8(segment.base + OFF_SEQ, ACQUIRE)
+    length = n.load8(segment.base + OFF_LEN, RELAXED)
+    expected = n.load4(segment.base + OFF_CRC32, RELAXED)
+    if seq % 2 == 1:
+        raise Failure(f"segment {name}: its sequence number {seq} is odd: a write never finished")
+    if length > segment.capacity or HEADER_SIZE + length > os.fstat(segment.fd).st_size:
+        raise Failure(
+            f"segment {name}: payload length {length} exceeds the capacity "
+            f"{segment.capacity} or the file's size"
         )
+    payload = segment.map[HEADER_SIZE : HEADER_SIZE + length]
+    # Acquire fence: the copy's loads complete before seq is read again.
+    n.fence(ACQUIRE)
+    after = n.load8(segment.base + OFF_SEQ, RELAXED)
+    if after != seq:
+        raise Failure(
+            f"segment {name}: the payload changed while being read (sequence {seq} -> {after})"
+        )
+    actual = zlib.crc32(payload) & 0xFFFFFFFF
+    if actual != expected:
+        raise Failure(
+            f"CRC-32 mismatch: the producer recorded {expected:08x}, the payload has {actual:08x}"
+        )
+    return payload, seq, actual
+
+
+def consume(name, timeout, out, hold):
+    output = Output(out)
+    native = Native()
+    deadline = time.monotonic() + timeout
+    segment = attach(native, name, deadline, timeout)
+    shm_name, producer = segment.name, segment.producer
+    try:
+        segment.claim()
+        producer_died = take(segment, deadline, timeout)
+        error = None
+        try:
+            payload, seq, crc = read_payload(segment)
+            output.prepare(payload)
+            if hold > 0:
+                print(
+                    f"py_consumer: holding the lock for {hold:g} ms before acknowledging (--hold)",
+                    flush=True,
+                )
+                pause(hold / 1000)
+            check_signals()
+        except BaseException as e:  # whatever it is, the payload is rejected
+            error = e
+        # Before the step: once it is applied, a live producer ends at once.
+        orphaned = producer_died or not segment.owner_alive()
+        won, found = segment.apply("Reject" if error else "Ack")
+        segment.unlock()
+        segment.release_claim()
+        removed = orphaned and segment.remove_stale(dying=producer_died)
+        if won and error is None:
+            output.commit()
+            to_whom = " (to nobody: the producer is dead)" if orphaned else ""
+            cleaned = f"; removed the segment its dead producer pid {producer} left"
+            print(
+                f"py_consumer: read {len(payload)} bytes (crc32 {crc:08x}, sequence {seq}) "
+                f"from {shm_name}, wrote {out}, acknowledged{to_whom}{cleaned if removed else ''}"
+            )
+            return
+        if won:
+            raise error
+        if found == WITHDRAWN:
+            raise Failure(
+                f"producer pid {producer} withdrew segment {shm_name} before the acknowledgement "
+                "(its --timeout passed, or it was interrupted): the image was not delivered"
+            )
+        raise segment.bad_state(found)
     finally:
-        # Release the memoryview before closing the mapping; never unlink.
-        del buf
-        shm.close()
+        output.discard()
+        segment.close()
 
 
 def seconds(text):
@@ -279,32 +827,64 @@ def seconds(text):
     return value
 
 
+def millis(text):
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(
+            f"{text!r} is not a whole number of milliseconds"
+        ) from None
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"{text!r} is negative")
+    return value
+
+
+def segment_name(text):
+    if not NAME_RE.fullmatch(text) or text in (".", ".."):
+        raise argparse.ArgumentTypeError(
+            f"{text!r} is not a segment name (1 to 64 of A-Z a-z 0-9 . _ -)"
+        )
+    return text
+
+
 def main():
     parser = argparse.ArgumentParser(
         prog="py_consumer.py",
-        description="Read the payload a p1p2 producer put into shared memory, "
-        "verify it, write it to FILE and acknowledge it.",
+        description="Take the payload a p1p2 producer put into shared memory, "
+        "verify it, acknowledge it and write it to FILE.",
     )
     parser.add_argument(
-        "--name", default="p1p2", help="segment name, as given to the producer (default p1p2)"
+        "--name",
+        type=segment_name,
+        default="p1p2",
+        help="segment name, as given to the producer (default p1p2)",
     )
     parser.add_argument(
         "--timeout",
         type=seconds,
         default=30.0,
         metavar="SECS",
-        help="seconds to wait for the segment and its payload (default 30)",
+        help="seconds to wait for the segment, its lock and its payload (default 30)",
+    )
+    parser.add_argument(
+        "--hold",
+        type=millis,
+        default=0,
+        metavar="MS",
+        help="keep the lock this many milliseconds before acknowledging (default 0)",
     )
     parser.add_argument("--out", required=True, metavar="FILE", help="where to write the payload")
     args = parser.parse_args()
+    for signum in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
+        signal.signal(signum, _record)
     try:
-        consume(args.name, args.timeout, args.out)
+        consume(args.name, args.timeout, args.out, args.hold)
     except Failure as e:
         print(f"py_consumer: error: {e}", file=sys.stderr)
         return 1
-    except KeyboardInterrupt:
-        print("py_consumer: error: interrupted by SIGINT", file=sys.stderr)
-        return 130
+    except Interrupted as e:
+        print(f"py_consumer: error: {e}", file=sys.stderr)
+        return 128 + e.signum
     return 0
 
 

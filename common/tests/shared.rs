@@ -16,6 +16,7 @@ use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
 use common::layout::{state, Geometry, Kind};
+use common::liveness::Ident;
 use common::segment::Segment;
 use common::shared::{Lock, SharedArray, SharedValue};
 use common::{Error, Name};
@@ -461,7 +462,7 @@ fn the_race_example_fails_cleanly_when_a_child_is_killed() {
 /// `python3`, if it is installed and can run the consumer.
 fn python3() -> Option<&'static str> {
     let ok = Command::new("python3")
-        .args(["-c", "import multiprocessing.shared_memory"])
+        .args(["-c", "import ctypes, fcntl, mmap"])
         .stdout(Stdio::null())
         .stderr(Stdio::null())
         .status()
@@ -547,24 +548,31 @@ fn py_consumer_reads_the_producers_image_and_acknowledges_it() {
     assert_nothing_left(n.as_str());
 }
 
+/// A published segment of this process with `payload` Ready in slot 0,
+/// recorded with CRC-32 `crc32`.
+fn ready_segment(n: &Name, payload: &[u8], crc32: u32) -> Segment {
+    let segment = Segment::create(n, Geometry::new(Kind::Transfer, 100, 1)).unwrap();
+    {
+        let mut guard = segment.try_lock(0).unwrap().unwrap();
+        guard.payload_mut().unwrap()[..payload.len()].copy_from_slice(payload);
+        let slot = guard.slot();
+        slot.len.store(payload.len() as u64, Ordering::Relaxed);
+        slot.crc32.store(crc32, Ordering::Relaxed);
+        // The sequence lock after one complete write: even.
+        slot.seq.store(2, Ordering::Relaxed);
+        guard.set_state(state::READY);
+    }
+    segment.publish().unwrap();
+    segment
+}
+
 #[test]
 fn py_consumer_rejects_a_crc_mismatch_and_leaves_the_segment_to_its_owner() {
     let Some(python) = python3() else { return };
     let n = name("py-crc");
     let out = temp_file("py-crc.out");
     let payload = b"not what the CRC says";
-    let segment = Segment::create(&n, Geometry::new(Kind::Transfer, 100, 1)).unwrap();
-    {
-        let mut guard = segment.try_lock(0).unwrap().unwrap();
-        guard.payload_mut().unwrap()[..payload.len()].copy_from_slice(payload);
-        let slot = guard.slot();
-        slot.len.store(payload.len() as u64, Ordering::Relaxed);
-        slot.crc32
-            .store(common::png::crc32(payload) ^ 1, Ordering::Relaxed);
-        slot.seq.store(1, Ordering::Relaxed);
-        guard.set_state(state::READY);
-    }
-    segment.publish().unwrap();
+    let segment = ready_segment(&n, payload, common::png::crc32(payload) ^ 1);
 
     let consumer = py_consumer(
         python,
@@ -589,11 +597,200 @@ fn py_consumer_rejects_a_crc_mismatch_and_leaves_the_segment_to_its_owner() {
         segment.slot(0).state.load(Ordering::Acquire),
         state::REJECTED
     );
-    assert_eq!(segment.consumer_pid(), Some(python_pid));
+    // It released its claim, its holder record and the lock, cleanly.
+    assert_eq!(segment.consumer(), None, "pid {python_pid} left its claim");
+    assert_eq!(segment.holder_pid(0), None);
+    let guard = segment.try_lock(0).unwrap().expect("the lock stayed held");
+    assert_eq!(guard.recovered(), None, "the lock was not released");
+    drop(guard);
     assert!(!out.0.exists(), "a rejected payload was written");
-    // Python's resource tracker did not unlink the producer's segment.
+    // The segment of a live producer is left to it.
     assert!(n.shm_path().exists());
     drop(segment);
+    assert_nothing_left(n.as_str());
+}
+
+#[test]
+fn py_consumer_refuses_a_segment_that_a_live_consumer_claimed() {
+    let Some(python) = python3() else { return };
+    let n = name("py-claimed");
+    let payload = b"claimed by someone else";
+    let segment = ready_segment(&n, payload, common::png::crc32(payload));
+    // This (live) process claims it first.
+    let me = Ident::me().to_word();
+    segment.header().consumer.store(me, Ordering::Release);
+    let result = py_consumer(
+        python,
+        &[
+            "--name",
+            n.as_str(),
+            "--timeout",
+            "10",
+            "--out",
+            "/dev/null",
+        ],
+    )
+    .output(CHILD_TIMEOUT);
+    assert_eq!(result.status.code(), Some(1));
+    let stderr = String::from_utf8_lossy(&result.stderr);
+    let expected = format!("is already claimed by consumer pid {}", std::process::id());
+    assert!(
+        stderr.contains(&expected) && stderr.lines().count() == 1,
+        "{stderr}"
+    );
+    assert_eq!(segment.header().consumer.load(Ordering::Acquire), me);
+    assert_eq!(segment.slot(0).state.load(Ordering::Acquire), state::READY);
+    drop(segment);
+    assert_nothing_left(n.as_str());
+}
+
+#[test]
+fn py_consumer_that_loses_the_race_to_a_withdrawal_and_the_producer_both_report_not_delivered() {
+    let Some(python) = python3() else { return };
+    let n = name("py-late");
+    let out = temp_file("py-late.png");
+    // The consumer first, so that it takes the payload as soon as it is
+    // published; it then holds the lock past the producer's deadline.
+    let consumer = py_consumer(
+        python,
+        &[
+            "--name",
+            n.as_str(),
+            "--timeout",
+            "30",
+            "--hold",
+            "4000",
+            "--out",
+            out.0.to_str().unwrap(),
+        ],
+    );
+    let python_pid = consumer.id();
+    let mut producer = Command::new(producer_binary());
+    producer
+        .args(["--name", n.as_str(), "--timeout", "1"])
+        .arg(root().join("assets/image.png"));
+    let produced = Reaped::spawn(piped(&mut producer)).output(CHILD_TIMEOUT);
+    let started = Instant::now();
+    let consumed = consumer.output(CHILD_TIMEOUT);
+
+    assert_eq!(produced.status.code(), Some(1));
+    let stderr = String::from_utf8_lossy(&produced.stderr);
+    let expected = format!("consumer pid {python_pid} took segment {n} but did not acknowledge it");
+    assert!(stderr.contains(&expected), "{stderr}");
+
+    assert_eq!(consumed.status.code(), Some(1));
+    let stderr = String::from_utf8_lossy(&consumed.stderr);
+    assert!(
+        stderr.contains(&format!(
+            "withdrew segment p1p2.{n} before the acknowledgement"
+        )) && stderr.contains("not delivered")
+            && stderr.lines().count() == 1,
+        "{stderr}"
+    );
+    // It noticed at the end of its hold, not at its own deadline.
+    assert!(started.elapsed() < Duration::from_secs(20));
+    assert!(
+        !out.0.exists(),
+        "the output of an undelivered payload was written"
+    );
+    let temp = out.0.with_file_name(format!(
+        ".{}.py_consumer-{python_pid}",
+        out.0.file_name().unwrap().to_string_lossy()
+    ));
+    assert!(!temp.exists(), "{} was left behind", temp.display());
+    assert_nothing_left(n.as_str());
+}
+
+/// Waits until `pid` has stopped itself at a `P1P2_STOP_AT` point.
+fn wait_stopped(pid: u32) {
+    let deadline = Instant::now() + CHILD_TIMEOUT;
+    loop {
+        let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+        if stat
+            .rsplit_once(") ")
+            .is_some_and(|(_, rest)| rest.starts_with('T'))
+        {
+            return;
+        }
+        assert!(Instant::now() < deadline, "pid {pid} never stopped");
+        std::thread::sleep(Duration::from_millis(10));
+    }
+}
+
+/// Starts a producer that stops itself at `point`, then a Python consumer;
+/// kills the producer once the consumer has claimed the segment (it then
+/// waits for the lock the producer holds). Returns the producer's pid and
+/// the consumer's output.
+fn kill_the_producer_at(python: &str, point: &str, n: &Name, out: &Path) -> (u32, Output) {
+    let mut producer = Command::new(producer_binary());
+    producer
+        .args(["--name", n.as_str(), "--timeout", "30"])
+        .arg(root().join("assets/image.png"))
+        .env("P1P2_STOP_AT", point);
+    let mut producer = Reaped::spawn(piped(&mut producer));
+    let producer_pid = producer.id();
+    wait_stopped(producer_pid);
+    let consumer = py_consumer(
+        python,
+        &[
+            "--name",
+            n.as_str(),
+            "--timeout",
+            "30",
+            "--out",
+            out.to_str().unwrap(),
+        ],
+    );
+    let segment = Segment::open(n).unwrap();
+    let deadline = Instant::now() + CHILD_TIMEOUT;
+    while segment.consumer_pid() != Some(consumer.id()) {
+        assert!(Instant::now() < deadline, "the consumer never claimed it");
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    drop(segment);
+    producer.child().kill().unwrap();
+    producer.wait(CHILD_TIMEOUT);
+    (producer_pid, consumer.output(CHILD_TIMEOUT))
+}
+
+#[test]
+fn py_consumer_discards_the_payload_of_a_producer_killed_while_writing() {
+    let Some(python) = python3() else { return };
+    let n = name("py-kill-writing");
+    let out = temp_file("py-kill-writing.png");
+    let (producer_pid, consumed) = kill_the_producer_at(python, "producer:writing", &n, &out.0);
+    assert_eq!(consumed.status.code(), Some(1));
+    let stderr = String::from_utf8_lossy(&consumed.stderr);
+    let expected = format!(
+        "producer pid {producer_pid} died while writing its payload into segment p1p2.{n}; \
+         the half-written payload was discarded"
+    );
+    assert!(
+        stderr.contains(&expected) && stderr.lines().count() == 1,
+        "{stderr}"
+    );
+    assert!(!out.0.exists(), "a half-written payload was written");
+    // The consumer removed the dead producer's segment.
+    assert_nothing_left(n.as_str());
+}
+
+#[test]
+fn py_consumer_uses_the_complete_payload_of_a_producer_killed_after_publishing_it() {
+    let Some(python) = python3() else { return };
+    let n = name("py-kill-ready");
+    let out = temp_file("py-kill-ready.png");
+    let (producer_pid, consumed) = kill_the_producer_at(python, "producer:ready", &n, &out.0);
+    assert_success(&consumed);
+    let stdout = String::from_utf8_lossy(&consumed.stdout);
+    assert!(
+        stdout.contains(&format!(
+            "producer pid {producer_pid} died holding the lock after publishing a complete payload"
+        )) && stdout.contains("acknowledged (to nobody: the producer is dead)"),
+        "{stdout}"
+    );
+    assert!(
+        std::fs::read(&out.0).unwrap() == std::fs::read(root().join("assets/image.png")).unwrap()
+    );
     assert_nothing_left(n.as_str());
 }
 
