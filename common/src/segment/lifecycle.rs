@@ -9,11 +9,12 @@ use std::io;
 use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::Ordering;
+use std::time::Duration;
 
 use memmap2::MmapOptions;
 use rustix::fs::{flock, FlockOperation};
 
-use super::files::{open_existing, remove_if_stale, Stale};
+use super::files::{open_existing, owner_alive, remove_if_stale, Stale};
 use super::mutex::RobustMutex;
 use super::{is_not_found, Segment};
 use crate::error::{Error, IoContext, Result};
@@ -226,12 +227,26 @@ impl Segment {
     /// removed. A live producer's file is never touched: the removal holds
     /// the dead creator's flock and checks that the path still names the
     /// file it locked.
-    pub fn remove_stale(&self) -> bool {
-        self.owner.is_none()
-            && matches!(
-                remove_if_stale(&self.name, &self.name.shm_path()),
-                Ok(Stale::Removed { .. })
-            )
+    ///
+    /// A process that dies hands over its robust mutexes before the kernel
+    /// closes its files, so its flock may outlive it by a moment: when the
+    /// caller knows the creator died, `patience` bounds how long to wait for
+    /// that flock to go.
+    pub fn remove_stale(&self, patience: Duration) -> bool {
+        if self.owner.is_some() {
+            return false;
+        }
+        let deadline = Deadline::after(patience);
+        while owner_alive(&self.file) {
+            let Some(left) = deadline.remaining() else {
+                return false;
+            };
+            std::thread::sleep(left.min(Duration::from_millis(5)));
+        }
+        matches!(
+            remove_if_stale(&self.name, &self.name.shm_path()),
+            Ok(Stale::Removed { .. })
+        )
     }
 
     /// Waits up to the deadline for `name` to be published by a live

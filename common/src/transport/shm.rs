@@ -229,7 +229,7 @@ impl Transport for Shm {
             thousands(segment.geometry().capacity),
         ));
 
-        let guard = take(&segment, &deadline, story)?;
+        let (guard, producer_died) = take(&segment, &deadline, story)?;
         failpoint::hit("consumer:taken");
         let wait = deadline.elapsed();
         let slot = guard.slot();
@@ -275,12 +275,14 @@ impl Transport for Shm {
         } else {
             Step::Reject
         };
+        // Asked before the step: once the consumer acknowledges, a live
+        // producer may finish and exit at once, and would look dead.
+        let orphaned = producer_died || !segment.owner_alive();
         let resolved = handoff::apply(&slot.state, step);
         failpoint::hit("consumer:resolved");
         drop(guard);
         drop(claim);
-        let orphaned = !segment.owner_alive();
-        if orphaned && segment.remove_stale() {
+        if orphaned && segment.remove_stale(STALE_PATIENCE) {
             story.say(format_args!(
                 "removed segment {name}, left behind by its dead producer pid {producer}"
             ));
@@ -425,9 +427,18 @@ fn final_outcome(segment: &Segment, found: Found) -> Result<Option<Outcome>> {
     }
 }
 
+/// How long a consumer waits for a producer it saw die to release its flock,
+/// so that it can remove the file the producer left.
+const STALE_PATIENCE: Duration = Duration::from_secs(1);
+
 /// Takes slot 0's lock once it holds a payload this consumer may use, and
-/// applies Take (or takes over a dead consumer's Taken).
-fn take<'s>(segment: &'s Segment, deadline: &Deadline, story: &Story) -> Result<SlotGuard<'s>> {
+/// applies Take (or takes over a dead consumer's Taken). Also says whether
+/// the lock came from the producer, dead.
+fn take<'s>(
+    segment: &'s Segment,
+    deadline: &Deadline,
+    story: &Story,
+) -> Result<(SlotGuard<'s>, bool)> {
     let name = segment.name();
     let producer = segment.producer_pid();
     loop {
@@ -453,17 +464,27 @@ fn take<'s>(segment: &'s Segment, deadline: &Deadline, story: &Story) -> Result<
                 |id| holder_label(segment, Some(id.pid)),
             )
         });
+        // A dead holder over Ready is the producer (during its --hold), or
+        // a consumer that died before taking the payload.
+        let producer_died = guard.recovered().is_some_and(|r| match r.holder {
+            Some(id) => id.pid == producer,
+            None => !segment.owner_alive(),
+        });
         let word = &guard.slot().state;
         match handoff::load(word) {
             Ok(State::Ready) => {
                 if let Some(dead) = &dead {
-                    story.say(format_args!(
-                        "{dead} died holding the lock after publishing a complete payload; \
-                         using it"
-                    ));
+                    story.say(if producer_died {
+                        format!(
+                            "{dead} died holding the lock after publishing a complete \
+                             payload; using it"
+                        )
+                    } else {
+                        format!("{dead} died holding the lock before taking the payload")
+                    });
                 }
                 match handoff::apply(word, Step::Take) {
-                    Ok(_) => return Ok(guard),
+                    Ok(_) => return Ok((guard, producer_died)),
                     Err(found) => return Err(refusal(segment, found)),
                 }
             }
@@ -472,14 +493,14 @@ fn take<'s>(segment: &'s Segment, deadline: &Deadline, story: &Story) -> Result<
                     "{} died while reading the payload; taking over",
                     dead.unwrap_or_default()
                 ));
-                return Ok(guard);
+                return Ok((guard, false));
             }
             Ok(State::Empty) if dead.is_some() => {
                 // Only the producer holds the lock while the word is Empty:
                 // it died writing. Discard the half-written payload.
                 let _ = handoff::apply(word, Step::Withdraw);
                 drop(guard);
-                if segment.remove_stale() {
+                if segment.remove_stale(STALE_PATIENCE) {
                     story.say(format_args!(
                         "removed segment {name}, left behind by its dead producer pid {producer}"
                     ));
