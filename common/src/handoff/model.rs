@@ -81,7 +81,7 @@ enum C {
     /// Decided whether the payload was good; about to record it.
     Verified { good: bool },
     /// Recorded its verdict (or lost the race to a withdrawal); about to
-    /// unlock and release its claim.
+    /// unlock (and release its claim if its step lost).
     Resolved(Report),
     /// Finished.
     Done(Report),
@@ -186,8 +186,8 @@ impl World {
         seg.lock = None;
     }
 
-    /// A consumer's normal exit releases its claim (a compare-and-swap from
-    /// its own identity to none).
+    /// A consumer's normal exit before the outcome releases its claim (a
+    /// compare-and-swap from its own identity to none).
     fn release_claim(&mut self, s: usize, me: u8) {
         if self.segs[s].claim == Some(me) {
             self.segs[s].claim = None;
@@ -442,9 +442,17 @@ impl World {
             }
             C::Resolved(report) => {
                 w.unlock(s, me);
-                w.release_claim(s, me);
+                // A consumer whose own Ack or Reject won keeps its claim
+                // (the producer names it); one whose Ack lost releases it.
+                let won = matches!(
+                    report,
+                    Report::Outcome(Outcome::Delivered | Outcome::Rejected)
+                );
+                if !won {
+                    w.release_claim(s, me);
+                }
                 set(&mut w, C::Done(report));
-                out.push(("unlock and release the claim", w));
+                out.push(("unlock (releasing the claim unless its step won)", w));
             }
             C::Done(_) => {}
         }

@@ -1,11 +1,17 @@
-//! The consumer's claim on a segment: one consumer at a time, released when it leaves.
+//! The consumer's claim on a segment: one consumer at a time, released when it leaves undecided.
 //!
 //! The consumer records its [`Ident`] (pid and start time in one atomic
 //! word) in the header, so the producer can tell whether its reader still
 //! lives and a second consumer is refused. [`Claim`] releases the record
-//! when the consumer leaves normally (done, timed out, interrupted), so the
-//! producer never mistakes a consumer that left for one that died; only a
-//! killed consumer leaves its claim behind, and it is then dead.
+//! when the consumer leaves normally before the hand-off has an outcome
+//! (timed out, interrupted, the payload refused), so the producer never
+//! mistakes a consumer that left for one that died; only a killed consumer
+//! leaves such a claim behind, and it is then dead.
+//!
+//! A consumer whose own Ack or Reject ended the hand-off keeps its claim
+//! ([`Claim::keep`]): the producer reads it after the end to name the
+//! consumer that acknowledged, and a finished hand-off is watched for no
+//! dead claimant.
 
 use std::sync::atomic::Ordering;
 
@@ -65,6 +71,16 @@ impl Segment {
     /// The claiming consumer's pid (`None` while unclaimed).
     pub fn consumer_pid(&self) -> Option<u32> {
         self.consumer().map(|id| id.pid)
+    }
+}
+
+impl Claim<'_> {
+    /// Leaves the claim in place: for a consumer whose own Ack or Reject
+    /// ended the hand-off, so that the producer, which reads the claim once
+    /// the hand-off has ended, names the consumer that ended it. (Released
+    /// before, it could be gone by the time the producer looks.)
+    pub fn keep(self) {
+        std::mem::forget(self);
     }
 }
 

@@ -24,7 +24,7 @@
 //! Consumer (P2):
 //! 1. waits for the segment to appear, opens and validates it, and claims it
 //!    (records its identity so the producer can watch it, and releases the
-//!    claim however it leaves, unless killed);
+//!    claim if it leaves before the hand-off has an outcome, unless killed);
 //! 2. waits for slot 0's robust mutex, in slices that check for signals,
 //!    until its deadline on CLOCK_MONOTONIC;
 //! 3. holding the lock, reads the state: Ready → applies Take; Empty after a
@@ -34,8 +34,10 @@
 //!    consumer had taken it), so it is used; Withdrawn → refused;
 //! 4. verifies the CRC-32 and decodes the payload in place, checks that the
 //!    sequence number did not move, keeps the lock for its own `--hold` ms,
-//!    applies Ack (or Reject), releases the lock, then its claim. An Ack
-//!    that loses to the producer's Withdraw is reported as not delivered.
+//!    applies Ack (or Reject) and releases the lock. It keeps its claim
+//!    when its step won, so the producer names it in its report; an Ack
+//!    that loses to the producer's Withdraw is reported as not delivered,
+//!    and the claim released.
 //!
 //! No condition variable is shared between the processes: all sleeping is on
 //! futexes and a robust mutex, with deadlines, so a process killed at any
@@ -281,7 +283,13 @@ impl Transport for Shm {
         let resolved = handoff::apply(&slot.state, step);
         failpoint::hit("consumer:resolved");
         drop(guard);
-        drop(claim);
+        if resolved.is_ok() {
+            // This consumer ended the hand-off: its claim names it to the
+            // producer, which reads it after taking the lock back.
+            claim.keep();
+        } else {
+            drop(claim);
+        }
         if orphaned && segment.remove_stale(STALE_PATIENCE) {
             story.say(format_args!(
                 "removed segment {name}, left behind by its dead producer pid {producer}"

@@ -130,12 +130,23 @@ pub struct Proc {
     pub pid: u32,
     started: Instant,
     done: mpsc::Receiver<std::io::Result<std::process::Output>>,
+    reaped: bool,
 }
 
 impl Proc {
     /// Starts `bin` with `args` in the repository root, capturing its output.
     pub fn start(bin_name: &str, args: &[&str]) -> Proc {
         Proc::start_cmd(Command::new(bin(bin_name)).args(args))
+    }
+
+    /// Starts `bin` with `args` and the extra environment variables `env`.
+    pub fn start_env(bin_name: &str, args: &[&str], env: &[(&str, &str)]) -> Proc {
+        let mut cmd = Command::new(bin(bin_name));
+        cmd.args(args);
+        for (key, value) in env {
+            cmd.env(key, value);
+        }
+        Proc::start_cmd(&mut cmd)
     }
 
     /// Starts a prepared command, capturing its output.
@@ -156,6 +167,7 @@ impl Proc {
             pid,
             started: Instant::now(),
             done: rx,
+            reaped: false,
         }
     }
 
@@ -167,11 +179,33 @@ impl Proc {
         assert_eq!(rc, 0, "kill({}, {signal})", self.pid);
     }
 
+    /// Waits at most `limit` until the process has stopped itself (state `T`
+    /// in `/proc/PID/stat`, as at a `P1P2_STOP_AT` point).
+    ///
+    /// # Panics
+    /// If it does not stop in time, or ends instead.
+    pub fn wait_stopped(&self, limit: Duration) {
+        let deadline = Instant::now() + limit;
+        loop {
+            match proc_state(self.pid) {
+                Some('T') => return,
+                Some('Z' | 'X') | None => panic!("pid {} ended instead of stopping", self.pid),
+                Some(_) => {}
+            }
+            if Instant::now() >= deadline {
+                self.signal(libc::SIGKILL);
+                panic!("pid {} did not stop within {limit:?}", self.pid);
+            }
+            std::thread::sleep(Duration::from_millis(5));
+        }
+    }
+
     /// Waits at most `limit` for the process; kills it and fails the test if it
     /// does not finish.
-    pub fn wait(self, limit: Duration) -> Run {
+    pub fn wait(mut self, limit: Duration) -> Run {
         match self.done.recv_timeout(limit) {
             Ok(output) => {
+                self.reaped = true;
                 let output = output.expect("wait");
                 Run {
                     status: output.status,
@@ -184,6 +218,43 @@ impl Proc {
                 self.signal(libc::SIGKILL);
                 panic!("pid {} did not finish within {limit:?}", self.pid);
             }
+        }
+    }
+}
+
+/// The state letter of process `pid` (`R`, `S`, `T`, `Z`...) from
+/// `/proc/PID/stat`; `None` once it is gone.
+pub fn proc_state(pid: u32) -> Option<char> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    // The command name in parentheses may itself hold spaces or parentheses.
+    let after = &stat[stat.rfind(')')? + 1..];
+    after.trim_start().chars().next()
+}
+
+/// Calls `f` every 5 ms until it is true; whether it was within `limit`.
+pub fn poll(limit: Duration, mut f: impl FnMut() -> bool) -> bool {
+    let deadline = Instant::now() + limit;
+    loop {
+        if f() {
+            return true;
+        }
+        if Instant::now() >= deadline {
+            return false;
+        }
+        std::thread::sleep(Duration::from_millis(5));
+    }
+}
+
+impl Drop for Proc {
+    /// Kills a process the test did not wait for (a failed assertion left it
+    /// running, perhaps stopped), so that no stray process outlives its test.
+    fn drop(&mut self) {
+        // Nothing received: the waiting thread has not reaped it, so the
+        // pid is still this process's.
+        if !self.reaped && matches!(self.done.try_recv(), Err(mpsc::TryRecvError::Empty)) {
+            // SAFETY: kill(2) with a pid we spawned and have not reaped yet,
+            // and a valid signal; an error (it ended just now) is harmless.
+            unsafe { libc::kill(self.pid as i32, libc::SIGKILL) };
         }
     }
 }
