@@ -19,17 +19,6 @@ const LIMIT: Duration = Duration::from_secs(60);
 /// How many times `--clean` runs while the transfers go on.
 const CLEANS: u32 = 50;
 
-/// Whether `pid` is stopped (state `T` in `/proc/PID/stat`).
-fn stopped(pid: u32) -> bool {
-    std::fs::read_to_string(format!("/proc/{pid}/stat"))
-        .ok()
-        .and_then(|stat| {
-            let state = stat.rsplit_once(')')?.1.trim_start().chars().next()?;
-            Some(state == 'T')
-        })
-        .unwrap_or(false)
-}
-
 /// Leaves a stale segment `name`: a producer stopped right after publishing
 /// it, then SIGKILLed. Its pid goes into `killed` before it dies.
 fn make_stale(name: &str, killed: &Mutex<HashSet<u32>>) {
@@ -37,7 +26,7 @@ fn make_stale(name: &str, killed: &Mutex<HashSet<u32>>) {
     cmd.args(["--name", name, "--timeout", "30"])
         .env(common::failpoint::ENV, "producer:published");
     let producer = Proc::start_cmd(&mut cmd);
-    util::retry(|| stopped(producer.pid).then_some(()));
+    util::retry(|| util::stopped(producer.pid).then_some(()));
     killed.lock().unwrap().insert(producer.pid);
     producer.signal(libc::SIGKILL);
     producer.wait(LIMIT);
