@@ -27,6 +27,9 @@ pub const POINTS: &[&str] = &[
     "consumer:locked",
     "consumer:taken",
     "consumer:resolved",
+    // Unix socket transport: the socket is bound and listening under its
+    // temporary name, not yet published.
+    "producer:bound",
 ];
 
 /// Stops this process with SIGSTOP if `P1P2_STOP_AT` names `point`.

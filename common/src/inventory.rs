@@ -14,19 +14,22 @@
 //!   user's file) is listed with the reason and never removed.
 //!
 //! [`clean`] removes only dead entries: a segment only while holding its
-//! `flock`, a socket only while holding the socket directory's `flock` (the
-//! lock producers take to publish), so a live producer's file is never removed.
+//! `flock` and only if the path still names the file it locked, a socket only
+//! while holding the socket directory's `flock` (the lock producers take to
+//! publish), so a live producer's file is never removed. Segments are
+//! published already locked (see `segment::lifecycle`), so a live segment is
+//! never seen unlocked; `p1p2-tmp.*` files are leftovers of the fallback for
+//! systems without `O_TMPFILE`, removed like any dead segment.
 
 use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
 
-use rustix::fs::{flock, FlockOperation};
 use serde::Serialize;
 
 use crate::error::{IoContext, Result};
 use crate::layout::{RawHeader, SLOTS_OFFSET};
 use crate::name::{socket_dir, FILE_PREFIX, PUBLISHED_PREFIX, SHM_DIR};
-use crate::segment::{open_existing, owner_alive, recorded_pid};
+use crate::segment::{open_existing, owner_alive, recorded_pid, remove_if_stale, Stale};
 use crate::story::thousands;
 use crate::transport::socket;
 
@@ -171,16 +174,12 @@ pub fn clean() -> Result<Vec<Entry>> {
     Ok(removed)
 }
 
-/// Removes a segment file while holding its flock (so its owner is dead and
-/// no producer is replacing it at the same moment).
+/// Removes a segment file whose creator is dead, with the removal producers
+/// and consumers use: holding the file's flock, and only if the path still
+/// names the file it locked (a new producer may have replaced it since the
+/// listing).
 fn remove_dead_segment(path: &Path) -> bool {
-    let Ok(file) = open_existing(path, false) else {
-        return false;
-    };
-    if flock(&file, FlockOperation::NonBlockingLockExclusive).is_err() {
-        return false; // alive after all, or being probed: leave it
-    }
-    std::fs::remove_file(path).is_ok()
+    matches!(remove_if_stale(path), Ok(Stale::Removed { .. }))
 }
 
 /// The listing as a table, or a line saying there is nothing.

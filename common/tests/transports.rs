@@ -364,3 +364,114 @@ fn something_else_on_the_tcp_port_is_a_bad_message() {
         .wait(LIMIT)
         .fails_with(1, &["bad message from the producer: wrong magic"]);
 }
+
+// ------------------------------------------------ Unix socket permissions
+
+#[test]
+fn the_socket_file_is_0600_from_the_moment_it_exists() {
+    use std::os::unix::process::CommandExt;
+    let name = unique("sockmode");
+    let mut cmd = std::process::Command::new(util::bin("producer"));
+    cmd.args(["--name", &name, "--transport", "unix", "--timeout", "30"])
+        .env(common::failpoint::ENV, "producer:bound");
+    // SAFETY: umask(2) is async-signal-safe and touches no memory; the child
+    // calls it between fork and exec. With an empty umask, `bind` alone would
+    // make the socket file 0777.
+    unsafe {
+        cmd.pre_exec(|| {
+            libc::umask(0);
+            Ok(())
+        });
+    }
+    let producer = Proc::start_cmd(&mut cmd);
+    // Stopped right after `bind`: the file exists under its temporary name
+    // and nothing has touched it since.
+    util::retry(|| util::stopped(producer.pid).then_some(()));
+    let dir = common::name::socket_dir();
+    let temp = std::fs::read_dir(&dir)
+        .unwrap()
+        .flatten()
+        .map(|e| e.path())
+        .find(|p| {
+            let file = p.file_name().unwrap().to_string_lossy().into_owned();
+            file.starts_with(&format!("p1p2-tmp.{}.", producer.pid))
+                && file.ends_with(&format!(".{name}.sock"))
+        })
+        .unwrap_or_else(|| panic!("no temporary socket of {name} in {}", dir.display()));
+    let mode = std::fs::symlink_metadata(&temp)
+        .unwrap()
+        .permissions()
+        .mode();
+    assert_eq!(mode & 0o777, 0o600, "{} right after bind", temp.display());
+
+    producer.signal(libc::SIGCONT);
+    let path = Name::new(&name).unwrap().socket_path();
+    assert!(wait_for(&path, LIMIT));
+    let mode = std::fs::symlink_metadata(&path)
+        .unwrap()
+        .permissions()
+        .mode();
+    assert_eq!(mode & 0o777, 0o600, "{} once published", path.display());
+    run("consumer", &["--name", &name, "--transport", "unix"]).ok();
+    producer.wait(LIMIT).ok();
+    assert_clean(&name);
+}
+
+#[test]
+fn a_peer_of_another_user_is_refused_on_both_sides() {
+    use std::os::unix::process::CommandExt;
+    if !rustix::process::geteuid().is_root() {
+        println!("skipped: only root can run a consumer as another user (uid 65534)");
+        return;
+    }
+    let name = unique("peeruid");
+    // A socket directory that uid 65534 can reach.
+    let dir = util::temp_dir("peeruid");
+    std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o755)).unwrap();
+    let in_dir = |cmd: &mut std::process::Command| {
+        cmd.env("XDG_RUNTIME_DIR", &dir)
+            .args(["--name", &name, "--transport", "unix"]);
+    };
+    let mut cmd = std::process::Command::new(util::bin("producer"));
+    in_dir(&mut cmd);
+    let producer = Proc::start_cmd(cmd.args(["--timeout", "30"]));
+    let path = dir.join(format!("p1p2.{name}.sock"));
+    assert!(wait_for(&path, LIMIT));
+
+    // Let uid 65534 connect (mode 0666), and get it past its own check that
+    // the socket file is its user's (owner 65534): only the credentials of
+    // the processes themselves are left to tell the two users apart.
+    std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o666)).unwrap();
+    std::os::unix::fs::chown(&path, Some(65534), Some(65534)).unwrap();
+    let mut cmd = std::process::Command::new(util::bin("consumer"));
+    in_dir(&mut cmd);
+    cmd.args(["--timeout", "5"]).uid(65534).gid(65534);
+    Proc::start_cmd(&mut cmd).wait(LIMIT).fails_with(
+        1,
+        &[
+            "refusing",
+            "the process listening on it, pid",
+            "runs as uid 0, not as this user (65534)",
+        ],
+    );
+
+    // The producer refused that connection and kept waiting: a consumer of
+    // its own user gets the image.
+    std::os::unix::fs::chown(&path, Some(0), Some(0)).unwrap();
+    std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o600)).unwrap();
+    let mut cmd = std::process::Command::new(util::bin("consumer"));
+    in_dir(&mut cmd);
+    Proc::start_cmd(&mut cmd).wait(LIMIT).ok();
+    let p = producer.wait(LIMIT);
+    p.ok();
+    assert!(
+        p.stdout
+            .contains("refused a connection from another user: pid ")
+            && p.stdout.contains("runs as uid 65534, not as this user (0)"),
+        "{}",
+        p.stdout
+    );
+    assert!(!path.exists(), "the socket file was left behind");
+    std::fs::remove_dir(&dir).unwrap();
+    assert_clean(&name);
+}

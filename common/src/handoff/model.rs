@@ -238,7 +238,7 @@ impl World {
         let set = |w: &mut World, pc: P| w.producers[i].0 = pc;
         match self.producers[i].0 {
             P::Start => {
-                // Create under a temporary name and lock: nobody sees it yet.
+                // Create unnamed and lock: nobody sees it yet.
                 w.take_lock(i, me).expect("a fresh lock is free");
                 set(&mut w, P::Created);
                 out.push(("create and lock", w));

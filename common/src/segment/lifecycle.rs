@@ -1,14 +1,25 @@
 //! A segment's life: create, publish, open, wait for it, and remove it on drop.
 //!
-//! It is created under a temporary name, published under its real one, opened
-//! by others, and removed when its owner drops it.
+//! It is created unnamed (`O_TMPFILE` in `/dev/shm`), locked and initialised,
+//! then given its real name with `linkat`; others open it by that name, and
+//! its owner removes the name when it drops the segment.
+//!
+//! Nothing of a segment is visible before it is locked and initialised, so no
+//! other process (a consumer, `producer --clean`) can open a file whose
+//! creator has not yet taken its `flock`, and a crash leaves no temporary file
+//! behind. Where `O_TMPFILE` is unsupported, the segment is built under a
+//! temporary name (`p1p2-tmp.PID.N.NAME`, `O_CREAT | O_EXCL`) and renamed
+//! into place with `renameat2(RENAME_NOREPLACE)`; there, a temporary file can
+//! be seen between its creation and its `flock`.
 
 use std::cell::Cell;
-use std::fs::OpenOptions;
+use std::fs::{File, OpenOptions};
 use std::io;
+use std::os::fd::AsRawFd;
 use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::Ordering;
+use std::sync::OnceLock;
 use std::time::Duration;
 
 use memmap2::MmapOptions;
@@ -25,8 +36,19 @@ use crate::wait::Deadline;
 
 /// What the creator must clean up.
 pub(super) struct Ownership {
-    temp_path: PathBuf,
+    /// The temporary name of a segment built without `O_TMPFILE`; `None` for
+    /// an unnamed one, which vanishes with its descriptor if never published.
+    temp_path: Option<PathBuf>,
     published: Cell<bool>,
+}
+
+impl Ownership {
+    /// Removes the temporary file, if there is one (an unpublished segment).
+    fn discard(&self) {
+        if let Some(temp) = &self.temp_path {
+            let _ = std::fs::remove_file(temp);
+        }
+    }
 }
 
 /// What [`Segment::publish`] found at the name, if anything.
@@ -42,48 +64,102 @@ pub enum Published {
     },
 }
 
+/// Whether segments are created unnamed: `O_TMPFILE` works in `/dev/shm` and
+/// `/proc/self/fd` is there to name the file with `linkat`. Asked once.
+fn unnamed_supported() -> bool {
+    static SUPPORTED: OnceLock<bool> = OnceLock::new();
+    *SUPPORTED.get_or_init(|| {
+        if !Path::new("/proc/self/fd").is_dir() {
+            return false;
+        }
+        match create_unnamed() {
+            Ok(_) => true,
+            // EISDIR: a kernel that predates O_TMPFILE sees only O_DIRECTORY.
+            // Other errors (a full /dev/shm...) are reported by the real
+            // creation.
+            Err(e) => !matches!(e.raw_os_error(), Some(libc::EOPNOTSUPP | libc::EISDIR)),
+        }
+    })
+}
+
+/// An unnamed, mode-0600 file in `/dev/shm`.
+fn create_unnamed() -> io::Result<File> {
+    OpenOptions::new()
+        .read(true)
+        .write(true)
+        .mode(0o600)
+        .custom_flags(libc::O_TMPFILE | libc::O_CLOEXEC)
+        .open(SHM_DIR)
+}
+
 impl Segment {
-    /// Creates a segment for `name` under a temporary file name. Nobody can open
-    /// it until [`Segment::publish`].
+    /// Creates a segment for `name`, unnamed (or, where `O_TMPFILE` is
+    /// unsupported, under a temporary file name). Nobody can open it until
+    /// [`Segment::publish`].
     ///
     /// # Errors
     /// If the file cannot be created, sized (e.g. `/dev/shm` is full) or mapped.
     pub fn create(name: &Name, geometry: Geometry) -> Result<Segment> {
+        Segment::create_as(name, geometry, unnamed_supported())
+    }
+
+    /// [`Segment::create`], unnamed or under a temporary name.
+    fn create_as(name: &Name, geometry: Geometry, unnamed: bool) -> Result<Segment> {
         let len = geometry
             .file_len()
             .filter(|&len| len <= MAX_SEGMENT_BYTES)
             .ok_or_else(|| Error::Usage(format!("a segment of {geometry:?} is too large")))?;
-        let temp_path = Path::new(SHM_DIR).join(name.temp_file_name());
-        let file = OpenOptions::new()
-            .read(true)
-            .write(true)
-            .create_new(true)
-            .mode(0o600)
-            .custom_flags(libc::O_NOFOLLOW | libc::O_CLOEXEC)
-            .open(&temp_path)
-            .context(|| format!("create {}", temp_path.display()))?;
-        // From here on, dropping `segment` removes the temporary file.
-        let owner = Ownership {
-            temp_path,
-            published: Cell::new(false),
+        let (file, owner) = if unnamed {
+            let file = create_unnamed()
+                .context(|| format!("create an unnamed file in {SHM_DIR} for segment {name}"))?;
+            let owner = Ownership {
+                temp_path: None,
+                published: Cell::new(false),
+            };
+            (file, owner)
+        } else {
+            let temp_path = Path::new(SHM_DIR).join(name.temp_file_name());
+            let file = OpenOptions::new()
+                .read(true)
+                .write(true)
+                .create_new(true)
+                .mode(0o600)
+                .custom_flags(libc::O_NOFOLLOW | libc::O_CLOEXEC)
+                .open(&temp_path)
+                .context(|| format!("create {}", temp_path.display()))?;
+            let owner = Ownership {
+                temp_path: Some(temp_path),
+                published: Cell::new(false),
+            };
+            (file, owner)
         };
-        let path = owner.temp_path.display().to_string();
-        // Nobody else knows the file yet, so this cannot fail with EWOULDBLOCK.
-        flock(&file, FlockOperation::NonBlockingLockExclusive)
-            .context(|| format!("flock {path}"))?;
-        rustix::fs::fallocate(&file, rustix::fs::FallocateFlags::empty(), 0, len).map_err(
-            |errno| {
-                let _ = std::fs::remove_file(&owner.temp_path);
-                Error::io(
-                    format!("reserve {len} bytes for {path} (is {SHM_DIR} full?)"),
-                    errno.into(),
-                )
-            },
-        )?;
+        // From here on, dropping `segment` (or `owner`, on an early error)
+        // removes the temporary file, if there is one.
+        let path = owner.temp_path.as_ref().map_or_else(
+            || format!("the new segment {name}"),
+            |temp| temp.display().to_string(),
+        );
+        // Nobody else can open an unnamed file, so this cannot fail with
+        // EWOULDBLOCK. A temporary name can be seen: a `producer --clean`
+        // that takes its flock first makes this fail, and one that removes
+        // it makes the publication fail, each with a clear error.
+        if let Err(e) = flock(&file, FlockOperation::NonBlockingLockExclusive) {
+            owner.discard();
+            return Err(Error::io(format!("flock {path}"), e.into()));
+        }
+        if let Err(errno) =
+            rustix::fs::fallocate(&file, rustix::fs::FallocateFlags::empty(), 0, len)
+        {
+            owner.discard();
+            return Err(Error::io(
+                format!("reserve {len} bytes for {path} (is {SHM_DIR} full?)"),
+                errno.into(),
+            ));
+        }
         let map = match MmapOptions::new().len(len as usize).map_raw(&file) {
             Ok(map) => map,
             Err(e) => {
-                let _ = std::fs::remove_file(&owner.temp_path);
+                owner.discard();
                 return Err(Error::io(format!("map {path}"), e));
             }
         };
@@ -100,9 +176,9 @@ impl Segment {
         for slot in 0..geometry.slot_count as usize {
             // SAFETY: the mutex bytes lie inside our mapping, 8-aligned (the
             // slot block is at a multiple of 128 in a page-aligned map), and
-            // no other process can see them yet: the file has a private
-            // temporary name and its magic is not written. This is their
-            // single, first initialisation.
+            // no other process uses them yet: the file has no name (or a
+            // private temporary one) and its magic is not written. This is
+            // their single, first initialisation.
             unsafe { RobustMutex::init(&segment.slot(slot).lock) }.map_err(|e| Error::Lock {
                 name: name.to_string(),
                 reason: format!("slot {slot}'s lock: {e}"),
@@ -113,6 +189,28 @@ impl Segment {
         // anyone who sees the magic.
         segment.header().magic.store(MAGIC, Ordering::Release);
         Ok(segment)
+    }
+
+    /// Gives the created file its real name: `linkat` of the unnamed file
+    /// (through `/proc/self/fd`), or the rename of the temporary one. Either
+    /// fails with EEXIST while the name is taken, and never replaces it.
+    fn link_into_place(&self, owner: &Ownership, path: &Path) -> rustix::io::Result<()> {
+        match &owner.temp_path {
+            None => rustix::fs::linkat(
+                rustix::fs::CWD,
+                format!("/proc/self/fd/{}", self.file.as_raw_fd()),
+                rustix::fs::CWD,
+                path,
+                rustix::fs::AtFlags::SYMLINK_FOLLOW,
+            ),
+            Some(temp) => rustix::fs::renameat_with(
+                rustix::fs::CWD,
+                temp,
+                rustix::fs::CWD,
+                path,
+                rustix::fs::RenameFlags::NOREPLACE,
+            ),
+        }
     }
 
     /// Publishes a created segment under its real name.
@@ -131,13 +229,7 @@ impl Segment {
         let path = self.name.shm_path();
         let mut replaced = None;
         for _attempt in 0..5 {
-            match rustix::fs::renameat_with(
-                rustix::fs::CWD,
-                &owner.temp_path,
-                rustix::fs::CWD,
-                &path,
-                rustix::fs::RenameFlags::NOREPLACE,
-            ) {
+            match self.link_into_place(owner, &path) {
                 Ok(()) => {
                     owner.published.set(true);
                     return Ok(match replaced {
@@ -145,11 +237,18 @@ impl Segment {
                         None => Published::Fresh,
                     });
                 }
-                Err(rustix::io::Errno::EXIST) => {
-                    if let Stale::Removed { pid } = remove_if_stale(&self.name, &path)? {
-                        replaced = Some(pid);
+                Err(rustix::io::Errno::EXIST) => match remove_if_stale(&path)? {
+                    Stale::Removed { pid } => replaced = Some(pid),
+                    Stale::Alive { pid } => {
+                        return Err(Error::InUse {
+                            what: "segment",
+                            name: self.name.to_string(),
+                            pid,
+                        })
                     }
-                }
+                    // Someone else moved first; look again.
+                    Stale::Vanished | Stale::Replaced => {}
+                },
                 Err(errno) => {
                     return Err(Error::io(
                         format!("publish {}", path.display()),
@@ -244,7 +343,7 @@ impl Segment {
             std::thread::sleep(left.min(Duration::from_millis(5)));
         }
         matches!(
-            remove_if_stale(&self.name, &self.name.shm_path()),
+            remove_if_stale(&self.name.shm_path()),
             Ok(Stale::Removed { .. })
         )
     }
@@ -294,7 +393,7 @@ impl Drop for Segment {
                 }
             }
         } else {
-            let _ = std::fs::remove_file(&owner.temp_path);
+            owner.discard();
         }
     }
 }
@@ -325,6 +424,63 @@ mod tests {
         drop(other);
         drop(seg);
         assert!(!name.shm_path().exists(), "left behind");
+    }
+
+    /// The files in /dev/shm that mention `name`.
+    fn files_of(name: &Name) -> Vec<String> {
+        std::fs::read_dir(SHM_DIR)
+            .unwrap()
+            .flatten()
+            .map(|e| e.file_name().to_string_lossy().into_owned())
+            .filter(|f| f.ends_with(&format!(".{name}")))
+            .collect()
+    }
+
+    #[test]
+    fn nothing_of_a_segment_is_visible_before_it_is_published() {
+        let name = name("unnamed");
+        assert!(unnamed_supported(), "O_TMPFILE works in {SHM_DIR} here");
+        let seg = Segment::create(&name, Geometry::new(Kind::Transfer, 10, 1)).unwrap();
+        // No temporary file that `producer --clean` (or anyone) could see
+        // before its creator locked it.
+        assert_eq!(files_of(&name), Vec::<String>::new());
+        seg.publish().unwrap();
+        assert_eq!(files_of(&name), [name.shm_file_name()]);
+        // Published already locked: its flock is held.
+        let other = Segment::open(&name).unwrap();
+        assert!(other.owner_alive());
+        drop(other);
+        // An unpublished segment leaves nothing behind either.
+        let unpublished = self::name("unpublished");
+        drop(Segment::create(&unpublished, Geometry::new(Kind::Transfer, 10, 1)).unwrap());
+        drop(seg);
+        assert_eq!(files_of(&name), Vec::<String>::new());
+        assert_eq!(files_of(&unpublished), Vec::<String>::new());
+    }
+
+    #[test]
+    fn without_o_tmpfile_a_temporary_name_is_published_and_cleaned_up() {
+        let name = name("fallback");
+        let seg = Segment::create_as(&name, Geometry::new(Kind::Transfer, 10, 1), false).unwrap();
+        let temp = files_of(&name);
+        assert!(
+            temp.len() == 1 && temp[0].starts_with(crate::name::TEMP_PREFIX),
+            "{temp:?}"
+        );
+        let first = Segment::create(&name, Geometry::new(Kind::Transfer, 10, 1)).unwrap();
+        first.publish().unwrap();
+        // The name is taken by a live segment: refused, the temporary file kept.
+        assert!(matches!(seg.publish(), Err(Error::InUse { .. })));
+        assert_eq!(files_of(&name).len(), 2);
+        drop(first);
+        assert_eq!(seg.publish().unwrap(), Published::Fresh);
+        assert_eq!(files_of(&name), [name.shm_file_name()]);
+        assert!(Segment::open(&name).unwrap().owner_alive());
+        drop(seg);
+        assert_eq!(files_of(&name), Vec::<String>::new());
+        // Dropped unpublished, it removes its temporary file.
+        drop(Segment::create_as(&name, Geometry::new(Kind::Transfer, 10, 1), false).unwrap());
+        assert_eq!(files_of(&name), Vec::<String>::new());
     }
 
     #[test]

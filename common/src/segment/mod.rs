@@ -10,18 +10,23 @@
 //! - `files`: opening, inspecting and removing segment files.
 //!
 //! # Guarantees
-//! - **Nobody sees a half-made segment.** The creator builds the file under a
-//!   temporary name (`O_CREAT | O_EXCL`, mode 0600), sizes it with `fallocate`
-//!   (so a full `/dev/shm` is an error now, not a SIGBUS later), initialises the
-//!   header and the mutexes, stores the magic with Release ordering and only then
-//!   publishes it with `renameat2(RENAME_NOREPLACE)`. Openers check the magic
-//!   with Acquire ordering.
+//! - **Nobody sees a half-made segment.** The creator builds the file unnamed
+//!   (`O_TMPFILE` in `/dev/shm`, mode 0600), takes its `flock`, sizes it with
+//!   `fallocate` (so a full `/dev/shm` is an error now, not a SIGBUS later),
+//!   initialises the header and the mutexes, stores the magic with Release
+//!   ordering and only then gives it its name with `linkat` (which fails with
+//!   EEXIST if the name is taken). Openers check the magic with Acquire
+//!   ordering. Where `O_TMPFILE` is unsupported, it is built under a temporary
+//!   name (`O_CREAT | O_EXCL`) and published with
+//!   `renameat2(RENAME_NOREPLACE)`.
 //! - **One owner per name.** The creator holds an exclusive `flock` on its file
 //!   for as long as it lives. The kernel drops it when the process dies, however
 //!   it dies, so "can I take that flock?" tells a stale segment from a live one
 //!   without trusting pids. A stale segment is removed only by a process that
-//!   holds its flock, so two producers racing to replace it cannot remove each
-//!   other's fresh segment.
+//!   holds its flock, and only if the path still names the file it locked
+//!   (`files::remove_if_stale`, for producers, consumers and
+//!   `producer --clean` alike), so nobody racing to replace or clean it can
+//!   remove a fresh segment.
 //! - **Nothing is followed or reused.** Files are opened with `O_NOFOLLOW`; a
 //!   symlink, a non-regular file or another user's file at one of our paths is
 //!   refused.
@@ -48,7 +53,7 @@ mod lifecycle;
 mod lock;
 pub mod mutex;
 
-pub(crate) use files::{open_existing, owner_alive, recorded_pid};
+pub(crate) use files::{open_existing, owner_alive, recorded_pid, remove_if_stale, Stale};
 pub use lifecycle::Published;
 pub use lock::{Recovered, SlotGuard};
 

@@ -91,8 +91,8 @@ impl<T: ShmSafe> Cells<T> {
             // Nobody else can see the segment yet, so the lock is free. The
             // values are written under it all the same: a locked opener's
             // first access takes the mutex, which orders it after our unlock.
-            // An unlocked opener can only find the segment after the rename
-            // in `publish` and its own open and mmap, system calls that come
+            // An unlocked opener can only find the segment after the link
+            // (or rename) in `publish` and its own open and mmap, system calls that come
             // after these stores.
             let _guard = cells
                 .segment

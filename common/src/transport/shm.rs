@@ -6,7 +6,8 @@
 //! so when the two sides race, one wins and both report its outcome.
 //!
 //! Producer (P1):
-//! 1. creates the segment under a temporary name and takes slot 0's mutex;
+//! 1. creates the segment unnamed (or under a temporary name) and takes slot
+//!    0's mutex;
 //! 2. publishes it (so a consumer that attaches now finds the lock held);
 //! 3. copies the image into the payload (the sequence number is odd while it
 //!    writes), records length and CRC-32, and applies Publish: Empty → Ready;

@@ -264,6 +264,18 @@ pub fn run(bin_name: &str, args: &[&str]) -> Run {
     Proc::start(bin_name, args).wait(Duration::from_secs(60))
 }
 
+/// Whether `pid` is stopped (state `T` in `/proc/PID/stat`), as a process
+/// is at a `P1P2_STOP_AT` point.
+pub fn stopped(pid: u32) -> bool {
+    std::fs::read_to_string(format!("/proc/{pid}/stat"))
+        .ok()
+        .and_then(|stat| {
+            let state = stat.rsplit_once(')')?.1.trim_start().chars().next()?;
+            Some(state == 'T')
+        })
+        .unwrap_or(false)
+}
+
 /// Waits until `path` exists (at most `limit`).
 pub fn wait_for(path: &Path, limit: Duration) -> bool {
     let deadline = Instant::now() + limit;

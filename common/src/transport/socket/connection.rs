@@ -20,7 +20,7 @@ use std::time::{Duration, Instant};
 use indicatif::ProgressBar;
 use rustix::net::sockopt;
 
-use super::paths::{bind_unix, check_socket_file};
+use super::paths::{bind_unix, check_socket_file, peer_of_this_user};
 use super::protocol;
 use crate::error::{Error, IoContext, Result, Role};
 use crate::name::{socket_dir, Name};
@@ -104,6 +104,12 @@ impl Listener {
     /// Waits for a consumer that says hello; `Ok(None)` at the deadline.
     /// Returns the connection and the consumer's pid.
     ///
+    /// On a Unix socket, a connection from a process of another user
+    /// (`SO_PEERCRED`) is closed at once with one line in the story, and the
+    /// wait goes on: a stranger who can reach the socket must not be able to
+    /// end the producer's wait, just as a connection that does not say hello
+    /// cannot.
+    ///
     /// # Errors
     /// [`Error::Interrupted`] or the system's error.
     pub fn accept(&self, deadline: &Deadline, story: &Story) -> Result<Option<(Conn, u32)>> {
@@ -117,9 +123,19 @@ impl Listener {
                 Err(e) if retryable(e.into()) => continue,
                 Err(e) => return Err(Error::io(format!("accept on {}", self.endpoint), e.into())),
             };
-            if matches!(self.endpoint, Endpoint::Tcp(_)) {
-                // As the connecting side does: small messages go out at once.
-                let _ = sockopt::set_tcp_nodelay(&fd, true);
+            match self.endpoint {
+                Endpoint::Tcp(_) => {
+                    // As the connecting side does: small messages go out at once.
+                    let _ = sockopt::set_tcp_nodelay(&fd, true);
+                }
+                Endpoint::Unix(_) => {
+                    if let Err(who) = peer_of_this_user(fd.as_fd()) {
+                        story.say(format_args!(
+                            "refused a connection from another user: {who}"
+                        ));
+                        continue;
+                    }
+                }
             }
             let mut conn = Conn::new(fd)?;
             let mut hello = [0u8; protocol::HELLO_LEN];
@@ -176,6 +192,8 @@ impl Conn {
     /// `Ok(None)` at the deadline.
     ///
     /// # Errors
+    /// [`Error::Refused`] for a Unix socket file that is not this user's, or
+    /// whose listener runs as another user (`SO_PEERCRED`);
     /// [`Error::Interrupted`] or a system error other than "not there yet".
     pub fn connect(endpoint: &Endpoint, deadline: &Deadline) -> Result<Option<Conn>> {
         let attempt = || {
@@ -196,7 +214,16 @@ impl Conn {
                 }),
             };
             match attempt {
-                Ok(fd) => Conn::new(fd).map(Some),
+                Ok(fd) => {
+                    if let Endpoint::Unix(path) = endpoint {
+                        // Never talk to a listener of another user either.
+                        peer_of_this_user(fd.as_fd()).map_err(|who| Error::Refused {
+                            path: path.clone(),
+                            reason: format!("the process listening on it, {who}"),
+                        })?;
+                    }
+                    Conn::new(fd).map(Some)
+                }
                 Err(e)
                     if matches!(
                         e.kind(),

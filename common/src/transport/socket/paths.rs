@@ -1,20 +1,29 @@
 //! Unix socket files: safe publication, liveness probes and stale removal.
 //!
-//! The Unix socket is bound under a temporary name, made mode 0600, and
-//! renamed into place with `RENAME_NOREPLACE`, while holding a `flock` on the
-//! socket directory so that two producers replacing a stale socket cannot
-//! remove each other's. A stale socket (nobody listening) is removed; a live
-//! one is never touched. The listener removes its file when dropped.
+//! The Unix socket is bound under a temporary name with mode 0600 from the
+//! moment the file exists (see [`bind_private`]), and renamed into place with
+//! `RENAME_NOREPLACE`, all while holding a `flock` on the socket directory, so
+//! that two producers replacing a stale socket cannot remove each other's and
+//! `producer --clean` (which removes only under that lock) never judges a
+//! temporary socket that is not listening yet. A stale socket (nobody
+//! listening) is removed; a live one is never touched. The listener removes
+//! its file when dropped.
+//!
+//! Who is at the other end is checked with `SO_PEERCRED` on both sides
+//! ([`peer_of_this_user`]): the producer ignores a connection from another
+//! user and keeps listening, and the consumer refuses a listener of another
+//! user.
 
 use std::fs::File;
 use std::io;
-use std::os::fd::{AsFd, OwnedFd};
-use std::os::unix::fs::{FileTypeExt, MetadataExt, PermissionsExt};
+use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
+use std::os::unix::fs::{FileTypeExt, MetadataExt};
 use std::os::unix::net::{UnixListener, UnixStream};
 use std::path::Path;
+use std::sync::{Mutex, PoisonError};
 use std::time::Duration;
 
-use rustix::fs::{flock, FlockOperation};
+use rustix::fs::{flock, FlockOperation, Mode};
 use rustix::net::sockopt;
 
 use super::connection::{set_slices, Endpoint, Listener};
@@ -25,19 +34,17 @@ use crate::wait::Deadline;
 /// Binds a Unix listener at `path` as described in the module docs.
 pub(super) fn bind_unix(path: &Path, name: &Name) -> Result<Listener> {
     let dir = path.parent().map_or_else(socket_dir, Path::to_path_buf);
+    // Serialise publication among producers sharing the directory.
+    let _dir_lock = lock_dir(&dir)?;
     let temp = dir.join(format!("{}.sock", name.temp_file_name()));
-    let listener = UnixListener::bind(&temp).context(|| format!("bind {}", temp.display()))?;
+    let listener = bind_private(&temp).context(|| format!("bind {}", temp.display()))?;
     let mut out = Listener {
         fd: OwnedFd::from(listener),
         endpoint: Endpoint::Unix(path.to_owned()),
         file: Some(temp.clone()),
     };
-    std::fs::set_permissions(&temp, std::fs::Permissions::from_mode(0o600))
-        .context(|| format!("chmod {}", temp.display()))?;
+    crate::failpoint::hit("producer:bound");
     set_slices(&out.fd)?;
-
-    // Serialise publication among producers sharing the directory.
-    let _dir_lock = lock_dir(&dir)?;
     for _ in 0..2 {
         match rustix::fs::renameat_with(
             rustix::fs::CWD,
@@ -69,6 +76,48 @@ pub(super) fn bind_unix(path: &Path, name: &Name) -> Result<Listener> {
         name: name.to_string(),
         pid: None,
     })
+}
+
+/// Binds and listens on a Unix socket at `path` whose file has mode 0600 from
+/// the moment it exists.
+///
+/// `bind(2)` creates the file with mode 0777 minus the umask; a `chmod`
+/// afterwards would leave a moment in which another user could connect. So
+/// the umask is 0177 just around the bind (and the `listen` that
+/// `UnixListener::bind` does with it), then restored.
+///
+/// The umask is process-wide, not per thread: a file another thread created
+/// meanwhile would get at most mode 0600, and two threads swapping it at once
+/// could leave the wrong one behind. The second is prevented by a lock around
+/// every umask change here. The first cannot happen in this project: the
+/// producer and the benchmark's peers bind before they start any thread (the
+/// waiting spinner starts after), and nothing else in them creates files
+/// concurrently. This was preferred to binding inside a private 0700
+/// directory, which would leave a directory behind after a crash whose
+/// liveness `producer --clean` could not judge safely.
+fn bind_private(path: &Path) -> io::Result<UnixListener> {
+    static UMASK: Mutex<()> = Mutex::new(());
+    let _only_us = UMASK.lock().unwrap_or_else(PoisonError::into_inner);
+    let found = rustix::process::umask(Mode::from_raw_mode(0o177));
+    let bound = UnixListener::bind(path);
+    rustix::process::umask(found);
+    bound
+}
+
+/// Whether the process at the other end of a Unix socket runs as this
+/// process's effective user (`SO_PEERCRED`, the credentials it had when it
+/// connected or listened). `Err` names the peer when it is someone else.
+pub(super) fn peer_of_this_user(fd: BorrowedFd<'_>) -> std::result::Result<(), String> {
+    let me = rustix::process::geteuid().as_raw();
+    match sockopt::socket_peercred(fd) {
+        Ok(cred) if cred.uid.as_raw() == me => Ok(()),
+        Ok(cred) => Err(format!(
+            "pid {} runs as uid {}, not as this user ({me})",
+            cred.pid.as_raw_nonzero(),
+            cred.uid.as_raw()
+        )),
+        Err(e) => Err(format!("its credentials are unknown ({e})")),
+    }
 }
 
 /// Takes the socket directory's `flock` (waiting at most 5 s): producers hold
