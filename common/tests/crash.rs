@@ -132,34 +132,26 @@ fn clean_removes_the_dead_producers_file(name: &str, pid: u32) {
 // ------------------------------------------------- the producer killed
 
 /// A producer killed after creating its segment, before publishing it: no
-/// consumer can see it, so the consumer times out; the temporary file stays
-/// until `producer --clean`.
+/// consumer can see it, so the consumer times out; and since the segment was
+/// an unnamed file (`O_TMPFILE`) until its publication, nothing is left.
 #[test]
 fn producer_killed_at_created() {
     let name = unique("k-created");
-    let pid = {
-        let _s = scenario();
-        let producer =
-            Proc::start_env("producer", &["--name", &name], &stop_at("producer:created"));
-        producer.wait_stopped(STOP);
-        let consumer = Proc::start("consumer", &["--name", &name, "--timeout", "1"]);
-        let (pid, _) = kill(producer);
-        consumer.wait(LIMIT).fails_with(
-            1,
-            &[
-                &format!("no producer published segment {name}"),
-                "gave up after 1.0 s",
-            ],
-        );
-        assert!(!shm_path(&name).exists());
-        let left = leftovers(&name);
-        assert!(
-            left.len() == 1 && left[0].contains(&format!("p1p2-tmp.{pid}.")),
-            "expected the killed producer's temporary file, found {left:?}"
-        );
-        pid
-    };
-    clean_removes_the_dead_producers_file(&name, pid);
+    let _s = scenario();
+    let producer = Proc::start_env("producer", &["--name", &name], &stop_at("producer:created"));
+    producer.wait_stopped(STOP);
+    let consumer = Proc::start("consumer", &["--name", &name, "--timeout", "1"]);
+    kill(producer);
+    consumer.wait(LIMIT).fails_with(
+        1,
+        &[
+            &format!("no producer published segment {name}"),
+            "gave up after",
+        ],
+    );
+    assert!(!shm_path(&name).exists());
+    let left = leftovers(&name);
+    assert!(left.is_empty(), "the killed producer left {left:?}");
 }
 
 /// A producer killed while it holds the lock over an Empty slot (at
@@ -347,10 +339,7 @@ fn consumer_killed_at_opened() {
     let (p, _, _) = kill_consumer_at(&name, "consumer:opened", "2");
     p.fails_with(
         1,
-        &[
-            &format!("no consumer read segment {name}"),
-            "gave up after 2.0 s",
-        ],
+        &[&format!("no consumer read segment {name}"), "gave up after"],
     );
     assert!(p.elapsed >= Duration::from_secs(2), "{:?}", p.elapsed);
     assert_clean(&name);
@@ -640,7 +629,7 @@ fn a_skewed_clock_does_not_stretch_the_timeout() {
                 "the lock on segment {name} stayed held by producer pid {}",
                 producer.pid
             ),
-            "gave up after 2.0 s",
+            "gave up after",
         ],
     );
     producer.signal(libc::SIGTERM);
@@ -682,7 +671,7 @@ fn a_withdrawal_before_the_ack_is_reported_by_both_sides() {
         1,
         &[
             &format!("consumer pid {cpid} took segment {name} but did not acknowledge it"),
-            "gave up after 1.0 s",
+            "gave up after",
         ],
     );
     c.fails_with(
@@ -751,7 +740,7 @@ fn a_consumer_that_timed_out_is_not_reported_dead() {
                 "the lock on segment {name} stayed held by producer pid {}",
                 producer.pid
             ),
-            "gave up after 1.0 s",
+            "gave up after",
         ],
     );
     let segment = open(&name);

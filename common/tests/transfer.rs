@@ -198,16 +198,13 @@ fn a_peer_that_never_comes_ends_in_a_timeout_message() {
         1,
         &[
             &format!("no producer published segment {name}"),
-            "gave up after 0.5 s",
+            "gave up after",
         ],
     );
     let p = run("producer", &["--name", &name, "--timeout", "0.5"]);
     p.fails_with(
         1,
-        &[
-            &format!("no consumer read segment {name}"),
-            "gave up after 0.5 s",
-        ],
+        &[&format!("no consumer read segment {name}"), "gave up after"],
     );
     assert!(p.elapsed < Duration::from_secs(10));
     assert_clean(&name);
