@@ -13,6 +13,7 @@ use std::sync::mpsc;
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
+use common::layout::HEADER_SIZE;
 use flate2::write::ZlibEncoder;
 use flate2::Compression;
 use util::{assert_clean, unique, Proc, Run};
@@ -169,7 +170,7 @@ fn truncate_during_decode(side: u32) -> Option<(Run, Run)> {
         let shm = common::Name::new(&name).unwrap().shm_path();
         let file = File::options().write(true).open(&shm);
         if let Ok(file) = file {
-            file.set_len(4096).unwrap();
+            file.set_len(HEADER_SIZE as u64).unwrap();
         }
     }
     let c = consumer.wait(LIMIT);
