@@ -440,7 +440,10 @@ fn a_payload_that_changes_during_the_read_is_refused() {
     let segment = live_segment(&name, |_, _| {});
     let stop = Arc::new(AtomicBool::new(false));
     let consumer = Proc::start("consumer", &["--name", &name, "--hold", "300"]);
-    // A writer that ignores the lock and keeps bumping the sequence number.
+    // A writer that ignores the lock and keeps bumping the sequence number,
+    // by two, so it stays even: the consumer may read it before or after the
+    // first bump, and either way sees it move during the read (an odd value
+    // would be refused earlier, as a write that never finished).
     let writer = {
         let stop = Arc::clone(&stop);
         let pid = consumer.pid;
@@ -450,7 +453,7 @@ fn a_payload_that_changes_during_the_read_is_refused() {
             let segment = Segment::open(&name).unwrap();
             while !stop.load(Ordering::Relaxed) {
                 if segment.holder_pid(0) == Some(pid) {
-                    segment.slot(0).seq.fetch_add(1, Ordering::Relaxed);
+                    segment.slot(0).seq.fetch_add(2, Ordering::Relaxed);
                 }
                 std::hint::spin_loop();
             }

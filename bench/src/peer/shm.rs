@@ -114,6 +114,8 @@ fn write_slot(segment: &Segment, slot: usize, src: &[u8], seq: u64, spec: &Spec)
     // Release the lock before announcing, so the receiver never has to wait
     // for it; the Release store in `post` publishes the payload.
     drop(guard);
+    // A truncation during the copy sent part of it to private zero pages.
+    segment.check_intact()?;
     wait::post(&segment.slot(slot).state, state::READY);
     Ok(())
 }
@@ -171,6 +173,12 @@ fn read_slot(
     })?;
     drop(guard);
     let word = &segment.slot(slot).state;
+    // One atomic load: a truncation during the read (caught by the
+    // segment's SIGBUS guard) makes the verdict meaningless.
+    if let Err(e) = segment.check_intact() {
+        wait::post(word, state::REJECTED);
+        return Err(e);
+    }
     match verdict {
         Ok(got) => {
             wait::post(word, state::ACKED);
@@ -350,6 +358,7 @@ pub(super) fn ping(spec: &Spec) -> Result<PeerReport> {
         let len = guard.slot().len.load(Ordering::Relaxed);
         let verdict = expected.verify(guard.payload_prechecked(len)?, seq);
         drop(guard);
+        segment.check_intact()?;
         wait::post(&segment.slot(1).state, state::EMPTY);
         m.record(t0, Instant::now());
         verdict.map_err(|reason| Error::BadSegment {
@@ -390,6 +399,10 @@ pub(super) fn pong(spec: &Spec) -> Result<PeerReport> {
             expected.verify(message, seq)
         };
         drop(guard);
+        if let Err(e) = segment.check_intact() {
+            wait::post(&segment.slot(1).state, state::REJECTED);
+            return Err(e);
+        }
         if stop {
             wait::post(&segment.slot(0).state, state::ACKED);
             break;

@@ -22,11 +22,12 @@ use std::sync::atomic::Ordering;
 use std::sync::OnceLock;
 use std::time::Duration;
 
-use memmap2::MmapOptions;
+use memmap2::{MmapOptions, MmapRaw};
 use rustix::fs::{flock, FlockOperation};
 
 use super::files::{open_existing, owner_alive, remove_if_stale, Stale};
 use super::mutex::RobustMutex;
+use super::sigbus::Guard;
 use super::{is_not_found, Segment};
 use crate::error::{Error, IoContext, Result};
 use crate::layout::{Geometry, HEADER_SIZE, MAGIC, MAX_SEGMENT_BYTES};
@@ -163,10 +164,18 @@ impl Segment {
                 return Err(Error::io(format!("map {path}"), e));
             }
         };
+        let sigbus = match guard(&map) {
+            Ok(guard) => guard,
+            Err(e) => {
+                owner.discard();
+                return Err(Error::io(format!("guard the mapping of {path}"), e));
+            }
+        };
         let me = Ident::me();
         let segment = Segment {
             name: name.clone(),
             file,
+            sigbus,
             map,
             geometry,
             owner: Some(owner),
@@ -295,16 +304,19 @@ impl Segment {
             .len(file_len as usize)
             .map_raw(&file)
             .context(|| format!("map {}", path.display()))?;
+        let sigbus = guard(&map).context(|| format!("guard the mapping of {}", path.display()))?;
         let mut segment = Segment {
             name: name.clone(),
             file,
+            sigbus,
             map,
             geometry: Geometry::new(crate::layout::Kind::Transfer, 0, 1),
             owner: None,
             me: Ident::me().to_word(),
         };
         // The file may have shrunk since `metadata()`; check again right before
-        // the first access, so a truncated file is an error and not a SIGBUS.
+        // the first access, so a truncated file is named as such rather than
+        // read as a zeroed header (the SIGBUS guard's zero pages).
         segment.check_size(HEADER_SIZE as u64)?;
         segment.geometry = segment.header().snapshot().check(file_len).map_err(bad)?;
         for slot in 0..segment.geometry.slot_count as usize {
@@ -372,6 +384,19 @@ impl Segment {
             Err(e) => Err(e),
         })
     }
+}
+
+/// Registers the whole of `map` with the SIGBUS guard.
+fn guard(map: &MmapRaw) -> io::Result<Guard> {
+    // SAFETY: the range is exactly one mapping of the segment's file, made
+    // by the caller for a `Segment` that stores the guard in a field
+    // declared before the map, so the guard is dropped (unregistered)
+    // before the mapping is unmapped. Everything read through the mapping
+    // is either atomics (header, slots) or a payload that is checked with
+    // `Segment::check_intact` after use, so pages that turn into zeros
+    // after a truncation are reported, not trusted. Segments never
+    // overlap: each has its own `mmap`.
+    unsafe { Guard::register(map.as_mut_ptr(), map.len()) }
 }
 
 impl Drop for Segment {

@@ -7,7 +7,9 @@
 //! - `mutex`: the robust, process-shared mutex with monotonic deadlines;
 //! - `lock`: taking and releasing a slot's mutex ([`SlotGuard`]);
 //! - `claim`: the consumer's claim on a segment, and its liveness;
-//! - `files`: opening, inspecting and removing segment files.
+//! - `files`: opening, inspecting and removing segment files;
+//! - `sigbus`: the SIGBUS guard over every mapping, so a file truncated by
+//!   another process is an error and not a dead process.
 //!
 //! # Guarantees
 //! - **Nobody sees a half-made segment.** The creator builds the file unnamed
@@ -36,6 +38,12 @@
 //!   [`Segment::lock`] sleeps on a robust mutex until a CLOCK_MONOTONIC
 //!   deadline, in slices, checking for signals between them; the kernel
 //!   hands the mutex to a waiter as soon as its holder dies.
+//! - **A truncated file is an error, not a SIGBUS.** Every mapping is
+//!   registered with the SIGBUS guard for the segment's whole life. Another
+//!   process of the same user can shrink the file at any moment; an access
+//!   past its new end then reads zero pages instead of killing this process,
+//!   and [`Segment::check_intact`] reports it, so whatever was read in that
+//!   phase is refused.
 
 use std::fs::File;
 use std::io;
@@ -52,6 +60,7 @@ mod files;
 mod lifecycle;
 mod lock;
 pub mod mutex;
+mod sigbus;
 
 pub(crate) use files::{open_existing, owner_alive, recorded_pid, remove_if_stale, Stale};
 pub use lifecycle::Published;
@@ -61,6 +70,9 @@ pub use lock::{Recovered, SlotGuard};
 pub struct Segment {
     name: Name,
     file: File,
+    /// The SIGBUS guard over the whole of `map`. Declared before `map` so it
+    /// is dropped (unregistered) before the mapping is unmapped.
+    sigbus: sigbus::Guard,
     map: MmapRaw,
     geometry: Geometry,
     owner: Option<lifecycle::Ownership>,
@@ -135,6 +147,26 @@ impl Segment {
             return Err(Error::BadSegment {
                 name: self.name.to_string(),
                 reason: format!("the file was truncated to {now} bytes while mapped"),
+            });
+        }
+        Ok(())
+    }
+
+    /// Fails if the file was truncated while mapped and this process then
+    /// touched a page past its new end: that page, and every later one of
+    /// the mapping, now reads as zeros and is no longer shared. Call it after
+    /// each phase of reading or writing the payload, before trusting (or
+    /// publishing) what was read or written; one atomic load.
+    ///
+    /// # Errors
+    /// [`Error::BadSegment`] saying the file was truncated.
+    pub fn check_intact(&self) -> Result<()> {
+        if self.sigbus.tripped() {
+            return Err(Error::BadSegment {
+                name: self.name.to_string(),
+                reason: "the file was truncated while it was mapped (by another process); \
+                         its pages now read as zeros"
+                    .into(),
             });
         }
         Ok(())

@@ -68,8 +68,10 @@
 //!
 //! A guard's `&mut T` assumes what every lock does: that the processes that
 //! change the memory take the lock. A process that writes the segment while
-//! ignoring it (or truncates the file, which turns the next access into
-//! SIGBUS) is outside what this module can defend against.
+//! ignoring it is outside what this module can defend against. One that
+//! truncates the file does not kill this process: the segment's SIGBUS guard
+//! turns the pages past the new end into private zero pages, so the elements
+//! there read as zero and writes to them are no longer shared.
 //!
 //! # Ownership and threads
 //! The creating process owns the segment: dropping its [`SharedValue`] or

@@ -10,7 +10,9 @@
 //!    0's mutex;
 //! 2. publishes it (so a consumer that attaches now finds the lock held);
 //! 3. copies the image into the payload (the sequence number is odd while it
-//!    writes), records length and CRC-32, and applies Publish: Empty → Ready;
+//!    writes), records length and CRC-32, checks that the file was not
+//!    truncated meanwhile ([`Segment::check_intact`]), and applies Publish:
+//!    Empty → Ready;
 //! 4. keeps the lock for `--hold` ms, then releases it;
 //! 5. sleeps on the state word until a consumer applies Take (Ready →
 //!    Taken), checking every 100 ms that the consumer that claimed it lives;
@@ -35,10 +37,13 @@
 //!    consumer had taken it), so it is used; Withdrawn → refused;
 //! 4. verifies the CRC-32 and decodes the payload in place, checks that the
 //!    sequence number did not move, keeps the lock for its own `--hold` ms,
-//!    applies Ack (or Reject) and releases the lock. It keeps its claim
-//!    when its step won, so the producer names it in its report; an Ack
-//!    that loses to the producer's Withdraw is reported as not delivered,
-//!    and the claim released.
+//!    checks that the file was not truncated meanwhile (a truncation turns
+//!    the rest of the mapping into zero pages instead of a SIGBUS, and is
+//!    the error whatever the decode made of those zeros), applies Ack (or
+//!    Reject) and releases the lock. It keeps its claim when its step won,
+//!    so the producer names it in its report; an Ack that loses to the
+//!    producer's Withdraw is reported as not delivered, and the claim
+//!    released.
 //!
 //! No condition variable is shared between the processes: all sleeping is on
 //! futexes and a robust mutex, with deadlines, so a process killed at any
@@ -128,6 +133,9 @@ impl Transport for Shm {
         };
         let copy = started.elapsed();
         let crc32 = png::crc32(payload);
+        // A truncation during the copy sent the rest of it to private zero
+        // pages: the consumer would never see it. `_withdraw` withdraws.
+        segment.check_intact()?;
         let slot = guard.slot();
         slot.len.store(len, Ordering::Relaxed);
         slot.crc32.store(crc32, Ordering::Relaxed);
@@ -159,6 +167,10 @@ impl Transport for Shm {
         let wait = deadline.elapsed();
         let witness = meter.finish();
         let consumer_pid = segment.consumer_pid();
+        // A file truncated below its header page while we waited zeroed our
+        // view of the state word too: whatever the wait made of it, the
+        // truncation is the cause.
+        segment.check_intact()?;
         match outcome? {
             Outcome::Delivered => {
                 story.say(format_args!(
@@ -273,6 +285,13 @@ impl Transport for Shm {
             }
             Ok(())
         })();
+        // A truncation while the payload was read turned the rest of it into
+        // zeros, which usually makes the CRC or the decode fail: the
+        // truncation is the real cause, so it replaces whatever `accept`
+        // said, and the payload is rejected.
+        let intact = segment.check_intact();
+        let truncated = intact.is_err();
+        let result = intact.and(result);
         let step = if result.is_ok() {
             Step::Ack
         } else {
@@ -297,6 +316,9 @@ impl Transport for Shm {
             ));
         }
         match (result, resolved) {
+            // The header page may be among the zeroed pages, so the state
+            // word may have said anything: the truncation is the message.
+            (Err(e), _) if truncated => Err(e),
             (Ok(()), Ok(_)) => {
                 story.say(if orphaned {
                     "acknowledged (to nobody: the producer is dead) and released the lock"
