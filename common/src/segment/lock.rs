@@ -104,10 +104,12 @@ impl Segment {
         let slot = self.slot(i);
         // Relaxed: the mutex orders these stores with every other holder's;
         // a waiter that reads the word without the mutex only prints it.
-        let before = slot.holder.swap(self.me, Ordering::Relaxed);
+        // The dead holder's record is read only when there is one: a plain
+        // store is cheaper than a swap on every lock.
         let recovered = (how == Acquired::OwnerDied).then(|| Recovered {
-            holder: Ident::from_word(before),
+            holder: Ident::from_word(slot.holder.load(Ordering::Relaxed)),
         });
+        slot.holder.store(self.me, Ordering::Relaxed);
         SlotGuard {
             segment: self,
             slot: i,
