@@ -1,3 +1,5 @@
+//! Build script: records the compiler version for the benchmark reports.
+//!
 //! Records the version of the compiler building this crate, so that benchmark
 //! reports can say which compiler built the code they measured.
 

@@ -1,3 +1,5 @@
+//! What identifies one benchmark case: transport, reuse, pinning and payload size.
+//!
 //! What identifies one benchmark case: how the payload travels ([`Channel`],
 //! written `transport` in files and flags), whether resources are reused,
 //! where the processes run, and the payload size.

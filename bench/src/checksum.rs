@@ -1,3 +1,5 @@
+//! The benchmark's payload: a fixed pattern, a sequence stamp and a fast checksum.
+//!
 //! The benchmark's payload: a fixed pattern, a sequence stamp in its first
 //! 8 bytes, and a checksum that the receiver computes over every byte.
 //!

@@ -1,3 +1,5 @@
+//! The demo's comparison of transports: copy ledgers and kernel counters in one table.
+//!
 //! The demo's comparison: send the same image over every transport, then put
 //! each run's copy ledger and the kernel's counters side by side in one table,
 //! and read the table the way the classic explanation does.

@@ -1,3 +1,5 @@
+//! The benchmark behind `p1p2-bench` and the demo's comparison behind `p1p2-compare`.
+//!
 //! The benchmark behind `p1p2-bench` and the demo's comparison behind
 //! `p1p2-compare`: the same transfer over shared memory, sockets, memcpy and
 //! Python, measured with the product's own segment, lock and wait code

@@ -1,3 +1,5 @@
+//! What a benchmark run measures and for how long: sizes, lists and the time budget.
+//!
 //! What a benchmark run measures and for how long: payload sizes as people
 //! write them ("4KiB", "256MiB"), the lists given to `p1p2-bench`, and the
 //! time budget that decides how many runs each case gets.

@@ -1,3 +1,5 @@
+//! What one benchmark run produced, as written to `results.json`.
+//!
 //! What one benchmark run produced, as written to `results.json`: the
 //! throughput and latency of every case with its raw samples, the machine,
 //! the configuration and the notes.

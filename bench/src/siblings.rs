@@ -1,3 +1,5 @@
+//! The executables the drivers start, found next to the running one.
+//!
 //! The executables the drivers start, found next to the running one: cargo
 //! puts every binary of the workspace into the same `target/<profile>/`.
 

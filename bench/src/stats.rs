@@ -1,3 +1,5 @@
+//! Statistics of benchmark samples: percentiles, median, mean and spread.
+//!
 //! Statistics of benchmark samples: percentiles, median, mean, sample standard
 //! deviation, extremes, throughput, and warnings when the samples spread too
 //! widely to be trusted.

@@ -1,3 +1,5 @@
+//! Synthetic reports with round numbers, for the tests of the exports and the plot.
+//!
 //! Synthetic reports with round numbers, for the tests of the exports and the
 //! plot.
 

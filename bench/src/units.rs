@@ -1,3 +1,5 @@
+//! Sizes, times and ratios as people read them.
+//!
 //! Sizes, times and ratios as people read them, for tables, labels and
 //! progress lines:
 //!

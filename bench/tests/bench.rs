@@ -1,3 +1,5 @@
+//! End-to-end tests of `p1p2-bench` with its peer binary.
+//!
 //! End-to-end tests of `p1p2-bench` with its peer binary, `p1p2-bench-peer`:
 //! a tiny benchmark writes every file with the agreed keys, the
 //! Python baseline runs when python3 is there, a killed peer fails its case

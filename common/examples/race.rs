@@ -1,3 +1,5 @@
+//! Lost updates, counted: processes add to one shared counter, with and without the lock.
+//!
 //! Lost updates, counted: several child processes add 1 to one shared counter
 //! many times, first holding the lock over each `+=`, then without a lock.
 //!

@@ -1,3 +1,5 @@
+//! What the two binaries share at their edge: durations, output and exit codes.
+//!
 //! What the two binaries share at their edge: parsing durations, and turning a
 //! result into output and an exit code.
 

@@ -1,3 +1,5 @@
+//! This project's files on the machine, listed and cleaned.
+//!
 //! This project's files on the machine: `producer --list` and
 //! `producer --clean`.
 //!

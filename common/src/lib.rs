@@ -1,3 +1,5 @@
+//! The library behind `producer` (P1) and `consumer` (P2): an image handed between processes.
+//!
 //! The library behind `producer` (P1) and `consumer` (P2): hand an image from
 //! one process to another through a shared-memory segment, or through a socket
 //! for comparison.

@@ -1,3 +1,5 @@
+//! Whether a peer process is still alive, known by its pid and its start time.
+//!
 //! Is a peer process still alive?
 //!
 //! A pid alone is not enough: pids are reused, and a killed child stays a zombie

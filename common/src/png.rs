@@ -1,3 +1,5 @@
+//! The image side: PNG checks before sharing, and decoding with explicit limits.
+//!
 //! The image side: checking a file is a PNG before anything is shared, and
 //! decoding a payload with explicit limits.
 //!

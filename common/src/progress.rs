@@ -1,3 +1,5 @@
+//! Progress bars on stderr, drawn only when it is a terminal.
+//!
 //! Ready-made indicatif bars: drawn on stderr when it is a terminal, hidden
 //! otherwise, so scripts and `--json` consumers see nothing of them.
 

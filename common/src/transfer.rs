@@ -1,3 +1,5 @@
+//! One whole transfer, as each binary runs it, and the report it makes.
+//!
 //! One whole transfer, as each binary runs it: check the image, pick the
 //! transport, move the payload, verify and decode it, and report.
 //!

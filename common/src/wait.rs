@@ -1,3 +1,5 @@
+//! Bounded waiting: deadlines, short sleeps, and signal and liveness checks between them.
+//!
 //! Bounded waiting: every wait in this crate has a deadline, sleeps in short
 //! slices, and between slices checks for signals and lets the caller check its
 //! peer's liveness.

@@ -1,3 +1,5 @@
+//! Tests of `producer --clean` racing live producers.
+//!
 //! `producer --clean` racing live producers: it removes dead segments only,
 //! never one a new producer has just put in a dead one's place.
 //!

@@ -1,3 +1,5 @@
+//! Tests of SIGKILL at every step of the shared-memory hand-off, with the real binaries.
+//!
 //! SIGKILL at every step of the shared-memory hand-off, on both sides; the
 //! time a peer needs to notice a dead lock holder; deadlines that ignore the
 //! wall clock; both sides reporting the same outcome; a consumer that leaves

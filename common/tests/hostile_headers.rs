@@ -1,3 +1,5 @@
+//! Property tests of the header parser and the segment reader against hostile bytes.
+//!
 //! Property tests: random and mutated headers fed to the parser, and mutated
 //! segment files opened and read. Whatever the bytes, the reader returns an
 //! error or a consistent geometry: no panic, no read outside the file.

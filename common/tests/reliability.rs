@@ -1,3 +1,5 @@
+//! Reliability tests: crashes, signals, stale files and hostile input, with the real binaries.
+//!
 //! Crashes, signals, stale files and hostile input, with the real binaries:
 //! nothing hangs, nothing is lost, nobody else gets in, nothing is left behind.
 //! `docs/reliability.md` lists each case and the test that proves it.

@@ -1,3 +1,5 @@
+//! Tests of `SharedValue` and `SharedArray` across real processes.
+//!
 //! `SharedValue` and `SharedArray` across real processes: children that change
 //! what the parent created, typed errors on a wrong open, a lock holder killed
 //! with SIGKILL, the `value`, `array` and `race` examples, and the Python

@@ -1,3 +1,5 @@
+//! Tests of P1 -> P2 over shared memory, with the real binaries.
+//!
 //! P1 -> P2 over shared memory, with the real binaries: both start orders, the
 //! decoded pixels, the CRC and byte count, the story each side tells, and one
 //! clear error line for every bad input. Nothing may be left in /dev/shm.

@@ -1,3 +1,5 @@
+//! Tests of the same transfer over shm, unix and tcp, with the real binaries.
+//!
 //! The same transfer over shm, unix and tcp with the real binaries: the copy
 //! ledger and the kernel's counters back the classic claim (two copies over a
 //! socket, one over shared memory), the decoded image is identical over every

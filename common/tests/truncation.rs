@@ -1,3 +1,5 @@
+//! Tests of a segment file truncated while the consumer decodes it in place.
+//!
 //! A segment file truncated by another process while the consumer decodes it
 //! in place: the consumer ends with one line and exit 1, not a SIGBUS; the
 //! payload is rejected; nothing is left behind. `docs/reliability.md`, case 6c.

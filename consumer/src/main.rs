@@ -1,3 +1,5 @@
+//! The `consumer` binary (P2): verifies and decodes the image straight from shared memory.
+//!
 //! `consumer` (P2): waits until the producer releases the segment, then
 //! verifies and decodes the image straight from shared memory.
 //!

@@ -1,3 +1,5 @@
+//! The `producer` binary (P1): copies an image into a shared-memory segment for a consumer.
+//!
 //! `producer` (P1): takes exclusive access to a shared-memory segment, copies
 //! an image into it, releases it, and waits for a consumer to acknowledge.
 //!

@@ -1,3 +1,5 @@
+//! The `p1p2-bench` binary: the one-command benchmark of every transport.
+//!
 //! `p1p2-bench`: the one-command benchmark. Measures shared memory against
 //! Unix and TCP sockets, the one-copy ceiling (memcpy) and Python, with two
 //! real processes per case (`p1p2-bench-peer`, found next to this program),

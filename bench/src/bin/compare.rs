@@ -1,3 +1,5 @@
+//! The `p1p2-compare` binary: one image over every transport, its copies side by side.
+//!
 //! `p1p2-compare`: sends one image over every transport (shared memory with
 //! both read modes, a Unix socket, TCP) with the real `producer` and
 //! `consumer` binaries, and prints the copy ledger and the kernel's counters

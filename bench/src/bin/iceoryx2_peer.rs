@@ -1,3 +1,5 @@
+//! The `p1p2-iceoryx2-peer` binary: the iceoryx2 sender or receiver of `p1p2-bench`.
+//!
 //! `p1p2-iceoryx2-peer`: the sender or the receiver of the iceoryx2 row of
 //! `p1p2-bench`, measured by the same driver with the same statistics.
 //! Built only with the `iceoryx2` feature (`scripts/bench.sh --peers`).

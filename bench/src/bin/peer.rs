@@ -1,3 +1,5 @@
+//! The `p1p2-bench-peer` binary: the sender or the receiver of one benchmark case.
+//!
 //! `p1p2-bench-peer`: the sender or the receiver of one `p1p2-bench` case
 //! over shared memory or a socket, as the JSON spec says. `p1p2-bench` starts
 //! two of them per case; each prints one JSON line and exits.

@@ -1,3 +1,5 @@
+//! The processes of a case: started, waited for within a limit, and ended.
+//!
 //! The processes of a case: started with their output collected and their
 //! progress lines forwarded, waited for within a limit, and ended (SIGTERM,
 //! then SIGKILL) when they outlive it, when one of them fails, or on a

@@ -1,3 +1,5 @@
+//! Removing the segment, socket and iceoryx2 files that a failed case left behind.
+//!
 //! Removing what a failed case left behind: this project's segment and
 //! socket files of the case, and the files iceoryx2 made for it.
 

@@ -1,3 +1,5 @@
+//! The units of work of a run: jobs, blocks of throughput cases, and merged rounds.
+//!
 //! The units of work of a run: the jobs, the blocks of throughput cases
 //! that take turns in rounds, and how a case's rounds merge into one row.
 

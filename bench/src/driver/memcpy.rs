@@ -1,3 +1,5 @@
+//! The one-copy ceiling: memcpy between two page-aligned buffers in one process.
+//!
 //! The one-copy ceiling: memcpy between two page-aligned buffers in this
 //! process, on the sender's CPU.
 

@@ -1,3 +1,5 @@
+//! The benchmark driver behind `p1p2-bench`: plan the cases, run each, write the report.
+//!
 //! The benchmark driver behind `p1p2-bench`: plans the cases, runs each one
 //! (memcpy in this process; every transport as two real processes, the
 //! `p1p2-bench-peer` binary as sender and receiver; the Python baseline as

@@ -1,3 +1,5 @@
+//! The Python baseline rows, one run of `scripts/python_baseline.py` per case.
+//!
 //! The Python baseline rows: one run of `scripts/python_baseline.py` per
 //! case, whose main process sends and whose `multiprocessing` child
 //! receives, read back from the one JSON line it prints.

@@ -1,3 +1,5 @@
+//! `results.csv`: one row per throughput case, for spreadsheets.
+//!
 //! `results.csv`: one row per throughput case, with a header row, for
 //! spreadsheets.
 //!

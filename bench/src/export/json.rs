@@ -1,3 +1,5 @@
+//! `results.json`: the whole report with every raw sample, pretty-printed.
+//!
 //! `results.json`: the whole report, pretty-printed, with every raw sample,
 //! so that it can be re-analysed or re-plotted without measuring again.
 

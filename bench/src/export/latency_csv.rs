@@ -1,3 +1,5 @@
+//! `latency.csv`: one row per round-trip latency case.
+//!
 //! `latency.csv`: one row per round-trip latency case, with a header row, in
 //! the number format of [`super::csv`].
 

@@ -1,3 +1,5 @@
+//! `results.md`: the report's tables, notes and warnings, for people.
+//!
 //! `results.md`: tables for people (throughput, one table per pinning, and
 //! round-trip latency), then the notes, the spread warnings and the machine.
 //! Numbers are written as [`crate::units`] describes.

@@ -1,3 +1,5 @@
+//! The order of rows in every table and CSV file.
+//!
 //! The order of rows in every table and CSV file: throughput rows by size,
 //! then transport (in the order of [`Channel::ALL`](crate::case::Channel::ALL)),
 //! mode and pinning; latency rows by transport, variant, pinning and size.

@@ -1,3 +1,5 @@
+//! A throughput row's ratios to its two references, memcpy and the Unix socket.
+//!
 //! How a throughput row compares with its two references, as the tables
 //! and `results.csv` show it:
 //!

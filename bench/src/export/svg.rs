@@ -1,3 +1,5 @@
+//! `throughput.svg`: median GB/s against payload size, one line per transport.
+//!
 //! `throughput.svg`: median GB/s against payload size, one line per transport,
 //! with memcpy drawn as a dashed ceiling.
 //!

@@ -1,3 +1,5 @@
+//! CPU affinity: the CPUs this process may use, pinning it to one, and restoring them.
+//!
 //! Which CPUs this process may use, pinning it to one, and restoring what
 //! it had.
 

@@ -1,3 +1,5 @@
+//! The two processes of a benchmark case: the sender and the receiver.
+//!
 //! The two processes of a benchmark case: `p1p2-bench-peer --role sender
 //! --bench-peer SPEC` is the sender, `--role receiver` the receiver.
 //! `p1p2-bench` starts both, each prints one JSON line ([`PeerReport`]) and

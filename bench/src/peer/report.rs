@@ -1,3 +1,5 @@
+//! What one peer answers: its samples and counters, as one JSON line.
+//!
 //! What one peer answers: one JSON line on stdout with its samples and the
 //! kernel's and getrusage's counters over the measured runs.
 

@@ -1,3 +1,5 @@
+//! The peers' bookkeeping: warm-up and measured transfers, samples and counters.
+//!
 //! The peers' bookkeeping: which transfers are warm-up and which are
 //! measured, the samples, and the kernel's and getrusage's counters over the
 //! measured ones.

@@ -1,3 +1,5 @@
+//! The shared-memory peers, on the product's own segments, locks and waits.
+//!
 //! The shared-memory peers (shm, shm cold, shm-pipelined, and the shm round
 //! trip), on the product's segments: `common`'s segment, slot lock, state
 //! word and futex waits, the same code a transfer uses. Their segments are

@@ -1,3 +1,5 @@
+//! The Unix and TCP socket peers, on the product's own connections.
+//!
 //! The Unix and TCP socket peers (throughput and round trip), on the
 //! product's connections: `common`'s listener, connection and framing-free
 //! reads and writes with stall timeouts.

@@ -1,3 +1,5 @@
+//! What a peer is asked to do, as the JSON given after `--bench-peer`.
+//!
 //! What a peer is asked to do, as JSON after `--bench-peer`: the case, its
 //! budget, the names to meet at, the CPU and how long to wait.
 

@@ -1,3 +1,5 @@
+//! What the examples share: child processes of this executable, started and awaited.
+//!
 //! What the examples share: running this same executable again as child
 //! processes, starting them together, and waiting for them with a deadline.
 //!

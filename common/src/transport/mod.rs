@@ -1,3 +1,5 @@
+//! Transports: the ways a payload travels from producer to consumer, behind one interface.
+//!
 //! Transports: the ways a payload can travel from producer to consumer, behind
 //! one interface so that every transport gets the same checks (length, CRC-32,
 //! decode), the same output, the same timeouts and the same copy ledger.

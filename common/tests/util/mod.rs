@@ -1,3 +1,5 @@
+//! Helpers for tests that run the real `producer` and `consumer` binaries.
+//!
 //! Helpers for tests that run the real `producer` and `consumer` binaries:
 //! locating them, unique names per test, bounded waits for
 //! child processes, and checks that nothing is left in /dev/shm.
