@@ -1,3 +1,5 @@
+//! Python's `multiprocessing.Array` example in Rust, with a real child process.
+//!
 //! Python's `multiprocessing.Array` example, with a real child process:
 //!
 //! ```python

@@ -1,3 +1,5 @@
+//! Python's `multiprocessing.Value` example in Rust, with a real child process.
+//!
 //! Python's `multiprocessing.Value` example, with a real child process:
 //!
 //! ```python

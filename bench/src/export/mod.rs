@@ -1,3 +1,5 @@
+//! Turning a benchmark report into files, one exporter per format.
+//!
 //! Turning a [`Report`] into files, one [`Exporter`] per file:
 //! `results.json` (everything, with every raw sample; [`json`]),
 //! `results.csv` and `latency.csv` (one row per case, for spreadsheets;
