@@ -213,28 +213,31 @@ mod x86 {
         _mm_stream_si128,
     };
 
+    /// A part of the destination and the same part of the source.
+    type Part<'d, 's> = (&'d mut [u8], &'s [u8]);
+
     /// Splits `dst` at its first `align`-byte boundary and at the end of the
-    /// whole vectors after it: (head, body, tail), with `body` aligned and a
-    /// multiple of `align` long. `src` is split at the same offsets.
+    /// whole vectors after it: ([head, tail], body), with the body aligned
+    /// and a multiple of `align` long. `src` is split at the same offsets.
     fn split<'d, 's>(
         dst: &'d mut [u8],
         src: &'s [u8],
         align: usize,
-    ) -> ([(&'d mut [u8], &'s [u8]); 2], &'d mut [u8], &'s [u8]) {
+    ) -> ([Part<'d, 's>; 2], Part<'d, 's>) {
         let head = dst.as_ptr().align_offset(align).min(dst.len());
         let body = (dst.len() - head) / align * align;
         let (d_head, rest) = dst.split_at_mut(head);
         let (d_body, d_tail) = rest.split_at_mut(body);
         let (s_head, rest) = src.split_at(head);
         let (s_body, s_tail) = rest.split_at(body);
-        ([(d_head, s_head), (d_tail, s_tail)], d_body, s_body)
+        ([(d_head, s_head), (d_tail, s_tail)], (d_body, s_body))
     }
 
     /// The non-temporal copy with 32-byte AVX2 stores; no fence (the caller
     /// fences). `dst` and `src` have the same length.
     #[target_feature(enable = "avx2")]
     pub(super) fn stream_avx2(dst: &mut [u8], src: &[u8]) {
-        let (ends, d_body, s_body) = split(dst, src, 32);
+        let (ends, (d_body, s_body)) = split(dst, src, 32);
         for (d, s) in ends {
             d.copy_from_slice(s);
         }
@@ -278,7 +281,7 @@ mod x86 {
     /// The non-temporal copy with 16-byte SSE2 stores (every x86-64 CPU); no
     /// fence (the caller fences). `dst` and `src` have the same length.
     pub(super) fn stream_sse2(dst: &mut [u8], src: &[u8]) {
-        let (ends, d_body, s_body) = split(dst, src, 16);
+        let (ends, (d_body, s_body)) = split(dst, src, 16);
         for (d, s) in ends {
             d.copy_from_slice(s);
         }
