@@ -49,7 +49,25 @@ use serde::{Deserialize, Serialize};
 /// shm rows, where the receiver reads every byte just after the copy
 /// (median GB/s, `pin=split`; docs/BENCHMARKS.md has the run):
 ///
-/// TODO-MEASURE
+/// | size   | shm[std] | shm[nt] | shm-pipelined[std] | shm-pipelined[nt] |
+/// |--------|---------:|--------:|-------------------:|------------------:|
+/// | 1 MiB  |    25.47 |   16.07 |              38.49 |             21.05 |
+/// | 4 MiB  |    26.11 |   15.75 |              38.72 |             20.84 |
+/// | 8 MiB  |    21.93 |   14.85 |              20.01 |             20.38 |
+/// | 12 MiB |    12.80 |   13.97 |              14.93 |             19.31 |
+/// | 16 MiB |     8.49 |   12.55 |              10.66 |             18.37 |
+/// | 32 MiB |     9.11 |   12.59 |              10.42 |             16.44 |
+/// | 64 MiB |     5.57 |    7.61 |               7.26 |              9.26 |
+///
+/// Up to 8 MiB the standard copy leaves the payload in the cache, where the
+/// receiver reads it at cache speed, and the one-slot hand-off is 1.5 to 1.7
+/// times faster with it; the non-temporal copy sends the payload to memory
+/// and the receiver reads it back from there. At 12 MiB the two are even
+/// within this machine's noise (one-slot: 1.04 to 2.2 times in favour of
+/// non-temporal stores over three runs). From 16 MiB, where the source and
+/// one slot together fill the 32 MiB L3, non-temporal stores were never
+/// slower in any row of the five runs made (1.0 to 2.6 times; 1.3 to 1.7
+/// in the run above).
 pub const NT_THRESHOLD: usize = 16 << 20;
 
 /// Which copy to use, as `--copy std|nt|auto` says.
