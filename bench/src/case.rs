@@ -10,6 +10,7 @@ use std::str::FromStr;
 use serde::{Deserialize, Serialize};
 
 use crate::units::human_bytes;
+use common::copy::CopyMode;
 use common::error::Error;
 
 /// Defines a field-less enum that serialises as the given kebab-case words,
@@ -75,10 +76,21 @@ word_enum! {
     Channel, "transport" {
         /// One `memcpy` inside a single process: the ceiling for any transport.
         Memcpy => "memcpy",
+        /// One copy with non-temporal stores inside a single process: the
+        /// other ceiling (`common::copy`).
+        MemcpyNt => "memcpy-nt",
         /// A shared-memory segment, one transfer at a time.
         Shm => "shm",
+        /// `shm` with the standard copy into the slot, whatever `--copy` says.
+        ShmStd => "shm[std]",
+        /// `shm` with the non-temporal copy into the slot.
+        ShmNt => "shm[nt]",
         /// A shared-memory segment with the next copy overlapping the read.
         ShmPipelined => "shm-pipelined",
+        /// `shm-pipelined` with the standard copy, whatever `--copy` says.
+        ShmPipelinedStd => "shm-pipelined[std]",
+        /// `shm-pipelined` with the non-temporal copy.
+        ShmPipelinedNt => "shm-pipelined[nt]",
         /// A Unix-domain stream socket.
         Unix => "unix",
         /// A TCP connection over loopback.
@@ -111,6 +123,33 @@ word_enum! {
         Split => "split",
         /// Not pinned; the scheduler decides.
         None => "none",
+    }
+}
+
+impl Channel {
+    /// The single copies in one process (`memcpy`, `memcpy-nt`): the
+    /// ceilings every transport is compared with.
+    pub fn is_ceiling(self) -> bool {
+        matches!(self, Channel::Memcpy | Channel::MemcpyNt)
+    }
+
+    /// The copy a `[std]` or `[nt]` row forces, whatever `--copy` says.
+    pub fn forced_copy(self) -> Option<CopyMode> {
+        match self {
+            Channel::ShmStd | Channel::ShmPipelinedStd => Some(CopyMode::Std),
+            Channel::ShmNt | Channel::ShmPipelinedNt => Some(CopyMode::Nt),
+            _ => None,
+        }
+    }
+
+    /// The transport a `[std]` or `[nt]` row measures (`shm` or
+    /// `shm-pipelined`); any other channel itself.
+    pub fn base(self) -> Channel {
+        match self {
+            Channel::ShmStd | Channel::ShmNt => Channel::Shm,
+            Channel::ShmPipelinedStd | Channel::ShmPipelinedNt => Channel::ShmPipelined,
+            other => other,
+        }
     }
 }
 
@@ -152,8 +191,13 @@ mod tests {
             names,
             [
                 "memcpy",
+                "memcpy-nt",
                 "shm",
+                "shm[std]",
+                "shm[nt]",
                 "shm-pipelined",
+                "shm-pipelined[std]",
+                "shm-pipelined[nt]",
                 "unix",
                 "tcp",
                 "python-shm",
@@ -169,6 +213,13 @@ mod tests {
         }
         assert_eq!(serde_json::to_string(&Pin::None).unwrap(), "\"none\"");
         assert_eq!(serde_json::to_string(&Mode::Cold).unwrap(), "\"cold\"");
+        assert_eq!(Channel::ShmPipelinedNt.base(), Channel::ShmPipelined);
+        assert_eq!(Channel::ShmStd.base(), Channel::Shm);
+        assert_eq!(Channel::Tcp.base(), Channel::Tcp);
+        assert_eq!(Channel::ShmNt.forced_copy(), Some(CopyMode::Nt));
+        assert_eq!(Channel::ShmPipelinedStd.forced_copy(), Some(CopyMode::Std));
+        assert_eq!(Channel::Shm.forced_copy(), None);
+        assert!(Channel::MemcpyNt.is_ceiling() && !Channel::Shm.is_ceiling());
         let err = "udp".parse::<Channel>().unwrap_err().to_string();
         assert!(err.contains("unknown transport \"udp\"") && err.contains("iceoryx2"));
     }

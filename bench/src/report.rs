@@ -11,6 +11,7 @@ use serde::{Deserialize, Serialize};
 use crate::case::{Case, Channel, Mode, Pin};
 use crate::machine::Machine;
 use crate::stats;
+use common::copy::CopyMode;
 
 /// How the benchmark was asked to run (informative; nothing reads it back).
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
@@ -36,6 +37,9 @@ pub struct Config {
     /// in milliseconds.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub budget_ms: Option<u64>,
+    /// The `--copy` of the shm and shm-pipelined rows, when recorded.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub copy: Option<CopyMode>,
 }
 
 /// Throughput of one case: every raw sample and the statistics made from them.
@@ -80,6 +84,9 @@ pub struct CaseResult {
     /// System CPU time of both processes over the measured runs, when known.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub cpu_sys_ms: Option<f64>,
+    /// The copy the sender made into shared memory, "std" or "nt" (shm rows).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub copy: Option<String>,
     /// Anything a reader should know about this case.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub note: Option<String>,
@@ -120,6 +127,7 @@ impl CaseResult {
             syscalls: non_negative(syscalls),
             cpu_user_ms: None,
             cpu_sys_ms: None,
+            copy: None,
             note: None,
             samples_ns,
         })
@@ -258,7 +266,7 @@ impl Report {
     pub fn plotted_pin(&self) -> Pin {
         let mut counts: BTreeMap<Pin, usize> = BTreeMap::new();
         for r in &self.results {
-            if r.transport != Channel::Memcpy && r.mode == Mode::Steady {
+            if !r.transport.is_ceiling() && r.mode == Mode::Steady {
                 *counts.entry(r.pin).or_default() += 1;
             }
         }

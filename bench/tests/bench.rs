@@ -96,6 +96,8 @@ fn a_tiny_benchmark_writes_every_file_and_leaves_nothing_behind() {
         &[
             "--sizes",
             "4KiB,64KiB",
+            "--copy-sizes",
+            "64KiB",
             "--runs",
             "3",
             "--round-trips",
@@ -171,7 +173,35 @@ fn a_tiny_benchmark_writes_every_file_and_leaves_nothing_behind() {
         }
         let cold = row(&v, "shm", "cold", bytes);
         assert_eq!(cold["runs"], 3);
+        assert_eq!(row(&v, "memcpy-nt", "steady", bytes)["runs"], 3);
+        // --copy auto: the standard copy, below the threshold.
+        assert_eq!(row(&v, "shm", "steady", bytes)["copy"], "std");
+        assert_eq!(row(&v, "shm-pipelined", "steady", bytes)["copy"], "std");
     }
+    // The forced copies, at the --copy-sizes only.
+    let forced = |t: &str| {
+        v["results"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter(|r| r["transport"] == t)
+            .collect::<Vec<_>>()
+    };
+    for (t, copy) in [
+        ("shm[std]", "std"),
+        ("shm[nt]", "nt"),
+        ("shm-pipelined[std]", "std"),
+        ("shm-pipelined[nt]", "nt"),
+    ] {
+        let rows = forced(t);
+        assert_eq!(rows.len(), 1, "{t}: {rows:?}");
+        assert_eq!(rows[0]["bytes"], 65_536, "{t}");
+        assert_eq!(rows[0]["runs"], 3, "{t}");
+        if cfg!(target_arch = "x86_64") {
+            assert_eq!(rows[0]["copy"], copy, "{t}");
+        }
+    }
+    assert_eq!(v["config"]["copy"], "auto");
 
     let latency = v["latency"].as_array().unwrap();
     for (transport, variant) in [
@@ -207,6 +237,8 @@ fn a_tiny_benchmark_writes_every_file_and_leaves_nothing_behind() {
     let svg = std::fs::read_to_string(dir.join("throughput.svg")).unwrap();
     assert!(svg.starts_with("<svg") && svg.trim_end().ends_with("</svg>"));
     assert!(svg.contains("memcpy (ceiling)") && svg.contains("shm-pipelined"));
+    assert!(svg.contains("memcpy-nt (ceiling)"));
+    assert!(md.contains("### Best copy"));
 
     assert_eq!(leftovers(pid), Vec::<String>::new());
     let _ = std::fs::remove_dir_all(&dir);
@@ -360,6 +392,11 @@ fn bad_input_gets_one_line_and_exit_code_2() {
         (vec!["--runs", "0"], vec!["--runs"]),
         (vec!["--pin", "both"], vec!["--pin", "both"]),
         (vec!["--transports", "udp"], vec!["--transports", "udp"]),
+        (
+            vec!["--copy", "fast"],
+            vec!["--copy", "fast", "std, nt or auto"],
+        ),
+        (vec!["--copy-sizes", "4KB"], vec!["--copy-sizes", "\"4KB\""]),
         (
             vec!["--budget-scale", "0"],
             vec!["--budget-scale", "factor"],

@@ -16,6 +16,8 @@
 //! - [`shared`]: typed values and arrays in shared memory, with or without a
 //!   lock (Python's `multiprocessing.Value` and `Array`);
 //! - [`png`]: checking and decoding the image, with limits;
+//! - [`copy`]: the payload copy into shared memory (standard or
+//!   non-temporal stores, chosen by size);
 //! - [`ledger`]: the copies of the payload, counted and witnessed by the kernel;
 //! - [`transport`]: the ways a payload travels, behind one interface;
 //! - [`transfer`]: one whole transfer as each binary runs it, and its report;
@@ -25,6 +27,7 @@
 #![deny(missing_docs)]
 
 pub mod cli;
+pub mod copy;
 pub mod error;
 pub mod failpoint;
 pub mod handoff;

@@ -23,6 +23,7 @@ use std::time::{Duration, Instant, SystemTime};
 
 use serde::Serialize;
 
+use crate::copy::CopyMode;
 use crate::error::{Error, Result};
 use crate::ledger::{Copier, Copy, Ledger, Meter, Witness};
 use crate::name::Name;
@@ -83,6 +84,8 @@ pub struct ProducerOptions {
     pub addr: SocketAddr,
     /// How the file gets into shared memory (`shm` only).
     pub read: ReadMode,
+    /// How a heap buffer is copied into shared memory (`shm --read heap`).
+    pub copy: CopyMode,
 }
 
 /// How the consumer runs.
@@ -133,6 +136,9 @@ pub struct ProducerReport {
     pub crc32: String,
     /// "direct" (file straight into the segment) or "heap".
     pub read_mode: &'static str,
+    /// The `--copy` asked for: "std", "nt" or "auto" (it applies to a copy
+    /// from the heap into shared memory; `copies` names the copy made).
+    pub copy_mode: &'static str,
     /// Wall-clock time (ns since the Unix epoch) when the first copy towards
     /// the consumer began: with the consumer's `verified_unix_ns`, the length
     /// of the whole hand-off.
@@ -271,7 +277,13 @@ pub fn produce(options: &ProducerOptions, story: &Story) -> Result<ProducerRepor
         story,
     };
     let transport = options.transport.transport(options.addr);
-    let sent = transport.send(&session, &Outgoing { payload })?;
+    let sent = transport.send(
+        &session,
+        &Outgoing {
+            payload,
+            copy: options.copy,
+        },
+    )?;
     // A signal that arrived during a step that does not wait (a copy, a
     // decode) still ends the run as interrupted.
     signals::check()?;
@@ -284,6 +296,7 @@ pub fn produce(options: &ProducerOptions, story: &Story) -> Result<ProducerRepor
         bytes: image.len,
         crc32: format!("{:08x}", sent.crc32),
         read_mode: read_mode.as_str(),
+        copy_mode: options.copy.as_str(),
         copy_start_unix_ns: unix_ns(sent.copy_started),
         copy_ms: millis(sent.copy),
         hold_ms: millis(options.hold),

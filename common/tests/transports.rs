@@ -149,6 +149,46 @@ fn over_shared_memory_no_byte_passes_through_read_or_write() {
 }
 
 #[test]
+fn a_non_temporal_copy_into_shared_memory_delivers_the_image_intact() {
+    let dir = util::temp_dir("ntcopy");
+    let direct = image::open(image()).unwrap();
+    let crc = format!("{:08x}", crc32fast::hash(&std::fs::read(image()).unwrap()));
+    // The image (773 KiB) is below the threshold: auto makes the standard copy.
+    let nt = if cfg!(target_arch = "x86_64") {
+        "heap -> segment (memcpy, non-temporal)"
+    } else {
+        "heap -> segment (memcpy)"
+    };
+    for (copy, what) in [
+        ("nt", nt),
+        ("std", "heap -> segment (memcpy)"),
+        ("auto", "heap -> segment (memcpy)"),
+    ] {
+        let name = unique("ntcopy");
+        let out = dir.join(format!("{copy}.png"));
+        let (p, c) = transfer(
+            "shm",
+            &name,
+            &["--read", "heap", "--copy", copy],
+            &["--out", out.to_str().unwrap()],
+        );
+        let (p, c) = (p.ok().json(), c.ok().json());
+        assert_eq!(p["copy_mode"], copy);
+        assert_eq!(copies(&p), [(what.into(), "user".into())], "--copy {copy}");
+        assert_eq!(p["crc32"], crc.as_str());
+        assert_eq!(c["crc32"], crc.as_str());
+        let got = image::open(&out).unwrap();
+        assert_eq!(
+            got.as_bytes(),
+            direct.as_bytes(),
+            "--copy {copy}: pixels differ"
+        );
+        assert_clean(&name);
+    }
+    std::fs::remove_dir_all(dir).unwrap();
+}
+
+#[test]
 fn the_decoded_image_is_identical_over_every_transport() {
     let dir = util::temp_dir("same");
     let direct = image::open(image()).unwrap();

@@ -11,6 +11,7 @@ use std::process::ExitCode;
 use std::time::Duration;
 
 use clap::Parser;
+use common::copy::CopyMode;
 use common::transfer::{self, ProducerOptions, ReadMode};
 use common::transport::socket::DEFAULT_TCP_ADDR;
 use common::transport::TransportKind;
@@ -53,6 +54,12 @@ struct Args {
     #[arg(long, default_value = "direct", value_name = "direct|heap")]
     read: ReadMode,
 
+    /// How a heap buffer is copied into shared memory (with --read heap):
+    /// `std` is memcpy, `nt` uses non-temporal stores (straight to memory,
+    /// past the cache), `auto` uses them from 16 MiB on.
+    #[arg(long, default_value = "auto", value_name = "std|nt|auto")]
+    copy: CopyMode,
+
     /// List this project's segments and sockets (name, size, owner pid,
     /// alive or dead), then exit.
     #[arg(long, conflicts_with = "clean")]
@@ -84,6 +91,7 @@ fn main() -> ExitCode {
                 transport: args.transport,
                 addr: args.addr,
                 read: args.read,
+                copy: args.copy,
             },
             &story,
         )

@@ -20,6 +20,7 @@ use bench::siblings;
 use bench::{Channel, Pin};
 use clap::error::ErrorKind;
 use clap::Parser;
+use common::copy::CopyMode;
 use common::{cli, Error};
 
 /// Benchmark: shared memory against sockets, memcpy and Python.
@@ -40,8 +41,9 @@ struct Args {
     #[arg(long, value_name = "LIST")]
     sizes: Option<String>,
 
-    /// Throughput rows to measure, comma-separated, from memcpy, shm,
-    /// shm-pipelined, unix, tcp, python-shm, python-array, iceoryx2
+    /// Throughput rows to measure, comma-separated, from memcpy, memcpy-nt,
+    /// shm, shm[std], shm[nt], shm-pipelined, shm-pipelined[std],
+    /// shm-pipelined[nt], unix, tcp, python-shm, python-array, iceoryx2
     /// [default: all that this build can run].
     #[arg(long, value_name = "LIST")]
     transports: Option<String>,
@@ -81,6 +83,17 @@ struct Args {
     /// Measured round trips per latency case [default: 10000; --quick: 2000].
     #[arg(long, value_name = "N", value_parser = clap::value_parser!(u64).range(1..=10_000_000))]
     round_trips: Option<u64>,
+
+    /// How the shm and shm-pipelined senders copy a payload into shared
+    /// memory: std (memcpy), nt (non-temporal stores) or auto (nt from
+    /// 16 MiB on). The [std] and [nt] rows force one.
+    #[arg(long, default_value = "auto", value_name = "std|nt|auto")]
+    copy: CopyMode,
+
+    /// Sizes at which the shm[std], shm[nt], shm-pipelined[std] and
+    /// shm-pipelined[nt] rows run, comma-separated (sizes of --sizes only).
+    #[arg(long, default_value = "8MiB,64MiB", value_name = "LIST")]
+    copy_sizes: String,
 
     /// Slots of the pipelined segment.
     #[arg(long, default_value_t = 2, value_name = "N", value_parser = clap::value_parser!(u32).range(2..=31))]
@@ -173,6 +186,11 @@ fn options(args: Args, peer: PathBuf) -> Result<Options, Error> {
         round_trips,
         message_bytes: 64,
         slots: args.slots,
+        copy: args.copy,
+        copy_sizes: parse_sizes(&args.copy_sizes).map_err(|e| match e {
+            Error::Usage(m) => Error::Usage(m.replacen("--sizes", "--copy-sizes", 1)),
+            other => other,
+        })?,
         spin: Duration::from_micros(args.spin_us),
         timeout: args.timeout,
         peer,

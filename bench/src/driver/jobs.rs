@@ -101,6 +101,7 @@ pub(super) fn merge(parts: Vec<CaseResult>) -> Option<CaseResult> {
     if !notes.is_empty() {
         row = row.with_note(notes.join("; "));
     }
+    row.copy = parts[0].copy.clone();
     Some(row)
 }
 

@@ -1,19 +1,22 @@
-//! The one-copy ceiling: memcpy between two page-aligned buffers in one process.
+//! The one-copy ceilings: memcpy and its non-temporal twin, between page-aligned buffers in one process.
 //!
-//! The one-copy ceiling: memcpy between two page-aligned buffers in this
-//! process, on the sender's CPU.
+//! The one-copy ceilings: memcpy, and the same copy with non-temporal stores
+//! (memcpy-nt), between two page-aligned buffers in this process, on the
+//! sender's CPU.
 
 use std::time::Instant;
 
-use crate::case::Case;
+use crate::case::{Case, Channel};
 use crate::checksum::PageBuf;
 use crate::peer::affinity;
 use crate::plan::Budget;
 use crate::report::CaseResult;
+use common::copy::{copy_payload, CopyMode};
 use common::error::{Error, Result};
 use common::ledger::{Meter, Usage};
 
-/// memcpy in this process, on the sender's CPU: the one-copy ceiling.
+/// memcpy (or memcpy-nt) in this process, on the sender's CPU: the one-copy
+/// ceilings.
 ///
 /// Below 1 MiB a sample is the mean of a batch of `1 MiB / size` copies, so
 /// that reading the clock (tens of nanoseconds) does not count as copying.
@@ -27,10 +30,19 @@ pub fn measure(case: Case, budget: Budget, cpu: Option<usize>) -> Result<CaseRes
     let src = PageBuf::pattern(n);
     let mut dst = PageBuf::pattern(n);
     let batch = ((1usize << 20) / n).max(1);
+    // memcpy: glibc's; memcpy-nt: non-temporal stores, the copy the shm
+    // senders make with `--copy nt`.
+    let how = match case.transport {
+        Channel::MemcpyNt => CopyMode::Nt,
+        _ => CopyMode::Std,
+    };
     let copy = |dst: &mut PageBuf| {
         for _ in 0..batch {
-            dst.as_mut_slice()
-                .copy_from_slice(std::hint::black_box(src.as_slice()));
+            copy_payload(
+                dst.as_mut_slice(),
+                std::hint::black_box(src.as_slice()),
+                how,
+            );
             std::hint::black_box(dst.as_mut_slice());
         }
     };
@@ -63,7 +75,7 @@ pub fn measure(case: Case, budget: Budget, cpu: Option<usize>) -> Result<CaseRes
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::case::{Channel, Mode, Pin};
+    use crate::case::{Mode, Pin};
 
     #[test]
     fn memcpy_measures_the_budget_and_counts_one_copy() {
@@ -77,6 +89,19 @@ mod tests {
         assert_eq!(r.runs, 5);
         assert_eq!(r.samples_ns.len(), 5);
         assert_eq!(r.copies, 1.0);
+        assert!(r.gbps > 0.0);
+    }
+
+    #[test]
+    fn memcpy_nt_is_measured_too() {
+        let case = Case {
+            transport: Channel::MemcpyNt,
+            mode: Mode::Steady,
+            pin: Pin::None,
+            bytes: 1 << 20,
+        };
+        let r = measure(case, Budget::fixed(3), None).unwrap();
+        assert_eq!((r.runs, r.transport), (3, Channel::MemcpyNt));
         assert!(r.gbps > 0.0);
     }
 }

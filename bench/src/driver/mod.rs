@@ -43,7 +43,8 @@ use crate::peer::{PeerReport, Spec, Test};
 use crate::plan::Budget;
 use crate::report::{CaseResult, Config, LatencyResult, Report};
 use crate::targets;
-use crate::units::human_ns;
+use crate::units::{human_bytes, human_ns};
+use common::copy::CopyMode;
 use common::error::{Error, Result};
 use common::signals;
 
@@ -78,6 +79,10 @@ pub struct Options {
     pub message_bytes: u64,
     /// Slots of the pipelined segment.
     pub slots: u32,
+    /// How the shm senders copy a payload into shared memory (`--copy`).
+    pub copy: CopyMode,
+    /// The sizes at which the `[std]` and `[nt]` rows run (`--copy-sizes`).
+    pub copy_sizes: Vec<u64>,
     /// Bounded spin before sleeping, when the peers are on different CPUs.
     pub spin: Duration,
     /// Longest a peer waits for the other.
@@ -285,6 +290,7 @@ impl Driver<'_> {
             round_trips: self.options.round_trips,
             max_runs: adaptive.then_some(round.max_runs * rounds),
             budget_ms: adaptive.then_some(round.time.as_millis() as u64 * rounds as u64),
+            copy: Some(self.options.copy),
         }
     }
 
@@ -307,7 +313,17 @@ impl Driver<'_> {
                         bytes,
                     };
                     match transport {
-                        Channel::Memcpy => jobs.push(Job::Memcpy(case(Mode::Steady))),
+                        Channel::Memcpy | Channel::MemcpyNt => {
+                            jobs.push(Job::Memcpy(case(Mode::Steady)))
+                        }
+                        Channel::ShmStd
+                        | Channel::ShmNt
+                        | Channel::ShmPipelinedStd
+                        | Channel::ShmPipelinedNt => {
+                            if o.copy_sizes.contains(&bytes) {
+                                jobs.push(Job::Peers(case(Mode::Steady)))
+                            }
+                        }
                         Channel::Shm => {
                             jobs.push(Job::Peers(case(Mode::Steady)));
                             if o.cold {
@@ -461,6 +477,7 @@ impl Driver<'_> {
             spin_us: self.spin_for(case.pin),
             timeout_ms: self.options.timeout.as_millis() as u64,
             progress: common::progress::enabled(),
+            copy: self.options.copy,
         }
     }
 
@@ -497,6 +514,7 @@ impl Driver<'_> {
             CaseResult::from_samples(case, s.samples_ns.clone(), s.warmup, copies, syscalls)
                 .ok_or_else(|| Error::Usage("the sender measured no transfer".into()))?
                 .with_cpu_ms(s.user_ms + r.user_ms, s.sys_ms + r.sys_ms);
+        row.copy = s.copy.clone();
         let mut notes = Vec::new();
         if s.proc_io.is_none() || r.proc_io.is_none() {
             notes.push("no /proc/self/io here: syscalls not counted (0)".to_string());
@@ -634,6 +652,21 @@ fn method_notes(options: &Options, report: &Report, python: Option<&str>) -> Vec
              sender's CPU; below 1 MiB each sample is the mean of 1 MiB / size copies"
                 .to_string(),
         );
+    }
+    if has(Channel::MemcpyNt) {
+        notes.push(
+            "memcpy-nt: the same copy with non-temporal stores (common::copy); × best copy \
+             divides by the faster of memcpy and memcpy-nt at each size"
+                .to_string(),
+        );
+    }
+    if has(Channel::Shm) || has(Channel::ShmPipelined) {
+        notes.push(format!(
+            "shm, shm-pipelined: the sender copies with --copy {} (auto: non-temporal stores \
+             from {}); the [std] and [nt] rows force one copy",
+            options.copy,
+            human_bytes(common::copy::NT_THRESHOLD as u64)
+        ));
     }
     if has(Channel::ShmPipelined) {
         notes.push(format!(

@@ -28,11 +28,13 @@ impl Exporter for Csv {
 
 /// The header row of `results.csv`.
 pub const CSV_HEADER: &str = "transport,mode,pin,bytes,runs,median_ns,p10_ns,p90_ns,mean_ns,\
-stddev_ns,min_ns,max_ns,gbps,x_memcpy,x_unix,copies,syscalls,cpu_user_ms,cpu_sys_ms";
+stddev_ns,min_ns,max_ns,gbps,x_memcpy,x_unix,copies,syscalls,cpu_user_ms,cpu_sys_ms,best_copy,copy";
 
 /// `results.csv`: a header row ([`CSV_HEADER`]), then one row per throughput
 /// case in table order (see [`sorted_results`]), without the raw samples.
-/// Missing values are empty fields.
+/// Missing values are empty fields. `x_memcpy` divides by the best copy of
+/// the size, named in `best_copy` (`memcpy` or `memcpy-nt`); `copy` is the
+/// copy an shm sender made (`std` or `nt`).
 pub fn to_csv(report: &Report) -> String {
     let mut out = String::new();
     out.push_str(CSV_HEADER);
@@ -59,6 +61,8 @@ pub fn to_csv(report: &Report) -> String {
             r.syscalls.to_string(),
             opt(r.cpu_user_ms),
             opt(r.cpu_sys_ms),
+            x.best_copy.map_or(String::new(), |t| csv_field(t.as_str())),
+            r.copy.as_deref().map_or(String::new(), csv_field),
         ];
         out.push_str(&fields.join(","));
         out.push('\n');
@@ -92,7 +96,7 @@ mod tests {
         assert_eq!(
             lines[0],
             "transport,mode,pin,bytes,runs,median_ns,p10_ns,p90_ns,mean_ns,stddev_ns,min_ns,\
-             max_ns,gbps,x_memcpy,x_unix,copies,syscalls,cpu_user_ms,cpu_sys_ms"
+             max_ns,gbps,x_memcpy,x_unix,copies,syscalls,cpu_user_ms,cpu_sys_ms,best_copy,copy"
         );
         assert_eq!(lines.len(), 1 + 8);
         let shm: Vec<&str> = lines
@@ -101,7 +105,7 @@ mod tests {
             .unwrap()
             .split(',')
             .collect();
-        assert_eq!(shm.len(), 19);
+        assert_eq!(shm.len(), 21);
         assert_eq!(
             &shm[..6],
             ["shm", "steady", "split", "8388608", "3", "1398101"]
@@ -109,9 +113,9 @@ mod tests {
         let x_memcpy: f64 = shm[13].parse().unwrap();
         let x_unix: f64 = shm[14].parse().unwrap();
         assert!((x_memcpy - 0.6).abs() < 1e-5 && (x_unix - 2.0).abs() < 1e-5);
-        assert_eq!(&shm[17..], ["12.5", "3.25"]);
-        // memcpy has no unix reference and no CPU times: empty fields.
+        assert_eq!(&shm[17..], ["12.5", "3.25", "memcpy", ""]);
+        // memcpy has no unix reference, no CPU times and no shm copy.
         let memcpy = lines.iter().find(|l| l.starts_with("memcpy,")).unwrap();
-        assert!(memcpy.ends_with(",8,1,,1,0,,"), "{memcpy}");
+        assert!(memcpy.ends_with(",8,1,,1,0,,,memcpy,"), "{memcpy}");
     }
 }

@@ -7,9 +7,9 @@
 use std::fmt::Write as _;
 
 use super::order::{sorted_latency, sorted_results};
-use super::ratios::ratios;
+use super::ratios::{best_copy, ratios};
 use super::{Exporter, RenderError};
-use crate::case::{Channel, Pin};
+use crate::case::{Channel, Mode, Pin};
 use crate::report::{CaseResult, Report};
 use crate::units::{count, human_bytes, human_ns, human_range, two_decimals};
 
@@ -28,7 +28,7 @@ impl Exporter for Markdown {
 
 /// The header line of the throughput table in `results.md`.
 pub const MARKDOWN_HEADER: &str =
-    "| transport | mode | size | median | p10–p90 | GB/s | × memcpy | × unix | copies | syscalls |";
+    "| transport | mode | size | median | p10–p90 | GB/s | × best copy | × unix | copies | syscalls |";
 
 /// The header line of the latency table in `results.md`.
 pub const MARKDOWN_LATENCY_HEADER: &str =
@@ -100,6 +100,8 @@ pub fn to_markdown(report: &Report) -> String {
         md.push('\n');
     }
 
+    best_copies(&mut md, report);
+
     if !report.latency.is_empty() {
         let mut sizes: Vec<u64> = report.latency.iter().map(|l| l.bytes).collect();
         sizes.sort_unstable();
@@ -136,13 +138,14 @@ pub fn to_markdown(report: &Report) -> String {
 }
 
 /// The throughput tables of `results.md` and the pinning each shows: one
-/// table when the non-memcpy rows share one pinning (or there are only memcpy
-/// rows: no pinning), otherwise one per pinning, each with the memcpy rows of
-/// that pinning (or all memcpy rows when none has it).
+/// table when the rows other than the ceilings (memcpy, memcpy-nt) share one
+/// pinning (or there are only ceilings: no pinning), otherwise one per
+/// pinning, each with the ceiling rows of that pinning (or all of a ceiling's
+/// rows when none has it).
 fn throughput_tables(results: &[CaseResult]) -> Vec<(Option<Pin>, Vec<&CaseResult>)> {
     let mut pins: Vec<Pin> = results
         .iter()
-        .filter(|r| r.transport != Channel::Memcpy)
+        .filter(|r| !r.transport.is_ceiling())
         .map(|r| r.pin)
         .collect();
     pins.sort_unstable();
@@ -155,14 +158,12 @@ fn throughput_tables(results: &[CaseResult]) -> Vec<(Option<Pin>, Vec<&CaseResul
     }
     pins.into_iter()
         .map(|pin| {
-            let memcpy_has_pin = results
-                .iter()
-                .any(|r| r.transport == Channel::Memcpy && r.pin == pin);
+            let has_pin = |t: Channel| results.iter().any(|r| r.transport == t && r.pin == pin);
             let mut chosen: Vec<&CaseResult> = results
                 .iter()
                 .filter(|r| {
-                    if r.transport == Channel::Memcpy {
-                        !memcpy_has_pin || r.pin == pin
+                    if r.transport.is_ceiling() {
+                        !has_pin(r.transport) || r.pin == pin
                     } else {
                         r.pin == pin
                     }
@@ -172,6 +173,51 @@ fn throughput_tables(results: &[CaseResult]) -> Vec<(Option<Pin>, Vec<&CaseResul
             (Some(pin), chosen)
         })
         .collect()
+}
+
+/// "### Best copy": at each size, memcpy's and memcpy-nt's GB/s and which
+/// one the "× best copy" column divides by (for the plotted pinning, in
+/// steady state); nothing when neither was measured.
+fn best_copies(md: &mut String, report: &Report) {
+    let mut sizes: Vec<u64> = report
+        .results
+        .iter()
+        .filter(|r| r.transport.is_ceiling())
+        .map(|r| r.bytes)
+        .collect();
+    sizes.sort_unstable();
+    sizes.dedup();
+    if sizes.is_empty() {
+        return;
+    }
+    let pin = report.plotted_pin();
+    md.push_str(
+        "### Best copy
+
+",
+    );
+    md.push_str("| size | memcpy GB/s | memcpy-nt GB/s | best copy |\n|---:|---:|---:|:---|\n");
+    for bytes in sizes {
+        let gbps = |t: Channel| {
+            report
+                .results
+                .iter()
+                .filter(|r| r.transport == t && r.bytes == bytes)
+                .rev()
+                .max_by_key(|r| (r.pin == pin, r.mode == Mode::Steady))
+                .map_or("–".into(), |r| two_decimals(r.gbps))
+        };
+        let best = best_copy(&report.results, bytes, pin, Mode::Steady)
+            .map_or("–", |r| r.transport.as_str());
+        let _ = writeln!(
+            md,
+            "| {} | {} | {} | {best} |",
+            human_bytes(bytes),
+            gbps(Channel::Memcpy),
+            gbps(Channel::MemcpyNt)
+        );
+    }
+    md.push('\n');
 }
 
 fn bullets(md: &mut String, title: &str, items: &[String]) {
@@ -188,7 +234,6 @@ fn bullets(md: &mut String, title: &str, items: &[String]) {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::case::Mode;
     use crate::testdata::{self, row, MIB8};
 
     #[test]
@@ -223,7 +268,7 @@ mod tests {
         let md = to_markdown(&testdata::report());
         let lines: Vec<&str> = md.lines().collect();
         assert!(lines.contains(
-            &"| transport | mode | size | median | p10–p90 | GB/s | × memcpy | × unix | copies | syscalls |"
+            &"| transport | mode | size | median | p10–p90 | GB/s | × best copy | × unix | copies | syscalls |"
         ));
         assert!(lines.contains(
             &"| shm | steady | 8 MiB | 1.40 ms | 1.34–1.45 ms | 6.00 | 0.60× | 2.00× | 1 | 0 |"
@@ -265,6 +310,30 @@ mod tests {
             "Machine: Test CPU @ 3.00GHz, 2 CPUs, kernel 6.1.0-test, git abc1234, \
              rustc 1.88.0, 2023-11-14T22:13:20Z\n"
         ));
+    }
+
+    #[test]
+    fn markdown_compares_with_the_best_copy_and_names_it() {
+        let mut report = testdata::report();
+        let md = to_markdown(&report);
+        assert!(md.contains("### Best copy"), "{md}");
+        assert!(md.contains("| 8 MiB | 10.00 | – | memcpy |"), "{md}");
+        report
+            .results
+            .push(row(Channel::MemcpyNt, Mode::Steady, Pin::None, MIB8, 12.0));
+        let md = to_markdown(&report);
+        assert!(md.contains("| 8 MiB | 10.00 | 12.00 | memcpy-nt |"), "{md}");
+        assert!(md.contains("| 4 KiB | 8.00 | – | memcpy |"), "{md}");
+        // shm's 6 GB/s over memcpy-nt's 12; memcpy's 10 over 12.
+        assert!(md.contains(
+            "| shm | steady | 8 MiB | 1.40 ms | 1.34–1.45 ms | 6.00 | 0.50× | 2.00× | 1 | 0 |"
+        ));
+        assert!(md.contains("| memcpy | steady | 8 MiB | 839 µs | 805–872 µs | 10.00 | 0.83× |"));
+        let best = md.find("### Best copy").unwrap();
+        assert!(md.find("| memcpy-nt | steady | 8 MiB |").unwrap() < best);
+
+        report.results.retain(|r| !r.transport.is_ceiling());
+        assert!(!to_markdown(&report).contains("### Best copy"));
     }
 
     #[test]

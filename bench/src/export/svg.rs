@@ -1,7 +1,8 @@
 //! `throughput.svg`: median GB/s against payload size, one line per transport.
 //!
 //! `throughput.svg`: median GB/s against payload size, one line per transport,
-//! with memcpy drawn as a dashed ceiling.
+//! with the two one-copy ceilings dashed: memcpy (long dashes) and memcpy-nt,
+//! the copy with non-temporal stores (short dashes, grey).
 //!
 //! - The x axis is logarithmic, with a labelled tick ("4 KiB" ... "256 MiB")
 //!   at every size measured.
@@ -12,12 +13,15 @@
 //!   otherwise the pinning with the most rows; the caption names it. memcpy rows of that pinning are
 //!   preferred for the ceiling, but any memcpy row of a size will do.
 //! - The legend stands right of the plotting area, where no line can hide it.
+//! - The `[std]` and `[nt]` rows, measured at a few sizes to compare the two
+//!   copies, are left to the tables.
 //! - A transport that lacks some sizes is drawn through the sizes it has; a
 //!   single size gives dots without lines; no results give empty axes.
 //!
 //! Text is written into the SVG as `<text>` elements, so no fonts are needed
 //! to draw it. The dashes of the memcpy line are separate short `<polyline>`
-//! segments (plotters' SVG backend has no dash attribute).
+//! segments (plotters' SVG backend has no dash attribute), and so are those of
+//! memcpy-nt.
 
 use std::collections::BTreeMap;
 
@@ -58,8 +62,11 @@ pub fn caption(pin: Pin) -> String {
 fn color(transport: Channel) -> RGBColor {
     match transport {
         Channel::Memcpy => RGBColor(0x33, 0x33, 0x33),
-        Channel::Shm => RGBColor(0x1f, 0x77, 0xb4),
-        Channel::ShmPipelined => RGBColor(0x17, 0xbe, 0xcf),
+        Channel::MemcpyNt => RGBColor(0x99, 0x99, 0x99),
+        Channel::Shm | Channel::ShmStd | Channel::ShmNt => RGBColor(0x1f, 0x77, 0xb4),
+        Channel::ShmPipelined | Channel::ShmPipelinedStd | Channel::ShmPipelinedNt => {
+            RGBColor(0x17, 0xbe, 0xcf)
+        }
         Channel::Unix => RGBColor(0xff, 0x7f, 0x0e),
         Channel::Tcp => RGBColor(0xd6, 0x27, 0x28),
         Channel::PythonShm => RGBColor(0x2c, 0xa0, 0x2c),
@@ -75,32 +82,36 @@ struct Line {
     points: Vec<(f64, f64)>,
 }
 
-/// The lines to draw, memcpy first, each transport's steady line before its
-/// cold one.
+/// The lines to draw, the ceilings first, each transport's steady line
+/// before its cold one.
 fn lines(report: &Report, pin: Pin) -> Vec<Line> {
     let mut lines = Vec::new();
     for &transport in Channel::ALL {
+        if transport.forced_copy().is_some() {
+            continue;
+        }
         for &mode in Mode::ALL {
             let rows: Vec<&CaseResult> = report
                 .results
                 .iter()
                 .filter(|r| r.transport == transport && r.mode == mode && r.bytes > 0)
                 .collect();
-            // memcpy: prefer the plotted pinning, accept any; others: only it.
+            // Ceilings: prefer the plotted pinning, accept any; others: only it.
+            let ceiling = transport.is_ceiling();
             let mut by_size: BTreeMap<u64, &CaseResult> = BTreeMap::new();
             for r in rows {
                 let better = match by_size.get(&r.bytes) {
-                    None => transport == Channel::Memcpy || r.pin == pin,
-                    Some(old) => transport == Channel::Memcpy && old.pin != pin && r.pin == pin,
+                    None => ceiling || r.pin == pin,
+                    Some(old) => ceiling && old.pin != pin && r.pin == pin,
                 };
                 if better {
                     by_size.insert(r.bytes, r);
                 }
             }
-            if transport == Channel::Memcpy && mode == Mode::Cold {
-                // The ceiling is the steady memcpy line alone (cold memcpy is
-                // still drawn if it is the only memcpy there is).
-                if lines.iter().any(|l: &Line| l.transport == Channel::Memcpy) {
+            if ceiling && mode == Mode::Cold {
+                // The ceiling is the steady line alone (a cold one is still
+                // drawn if it is the only one there is).
+                if lines.iter().any(|l: &Line| l.transport == transport) {
                     continue;
                 }
             }
@@ -180,12 +191,13 @@ fn draw(
 
     for line in lines {
         let color = color(line.transport);
-        if line.transport == Channel::Memcpy {
+        if line.transport.is_ceiling() {
             let style = color.stroke_width(2);
+            let (dash, gap) = dashes(line.transport);
             chart.draw_series(DashedLineSeries::new(
                 line.points.iter().copied(),
-                10,
-                6,
+                dash,
+                gap,
                 style,
             ))?;
             chart.draw_series(
@@ -218,15 +230,21 @@ fn draw(
     for (i, line) in lines.iter().enumerate() {
         let y = 70 + 22 * i as i32;
         let color = color(line.transport);
-        let label = match (line.transport, line.mode) {
-            (Channel::Memcpy, _) => format!("{} (ceiling)", line.transport),
+        let label = match (line.transport.is_ceiling(), line.mode) {
+            (true, _) => format!("{} (ceiling)", line.transport),
             (_, Mode::Steady) => line.transport.to_string(),
             (_, Mode::Cold) => format!("{} (cold)", line.transport),
         };
-        if line.transport == Channel::Memcpy {
+        if line.transport.is_ceiling() {
             let style = color.stroke_width(2);
-            root.draw(&PathElement::new(vec![(x, y), (x + 8, y)], style))?;
-            root.draw(&PathElement::new(vec![(x + 13, y), (x + 21, y)], style))?;
+            let (dash, gap) = dashes(line.transport);
+            let (dash, gap) = ((dash / 2) as i32, (gap / 2) as i32);
+            let mut x0 = x;
+            while x0 < x + 21 {
+                let x1 = (x0 + dash).min(x + 21);
+                root.draw(&PathElement::new(vec![(x0, y), (x1, y)], style))?;
+                x0 = x1 + gap;
+            }
         } else {
             let width = if line.mode == Mode::Steady { 2 } else { 1 };
             root.draw(&PathElement::new(
@@ -238,6 +256,15 @@ fn draw(
     }
     root.present()?;
     Ok(())
+}
+
+/// Dash and gap lengths of a ceiling's line, in pixels: long dashes for
+/// memcpy, short ones for memcpy-nt.
+fn dashes(transport: Channel) -> (u32, u32) {
+    match transport {
+        Channel::MemcpyNt => (4, 4),
+        _ => (10, 6),
+    }
 }
 
 fn finite(v: f64) -> f64 {
@@ -273,10 +300,17 @@ mod tests {
             Channel::PythonShm,
             Channel::PythonArray,
             Channel::Iceoryx2,
+            Channel::ShmNt,
+            Channel::ShmPipelinedStd,
         ] {
             report
                 .results
                 .push(row(t, Mode::Steady, Pin::Split, MIB8, 1.0));
+        }
+        for (bytes, gbps) in [(KIB4, 4.0), (MIB8, 12.0)] {
+            report
+                .results
+                .push(row(Channel::MemcpyNt, Mode::Steady, Pin::None, bytes, gbps));
         }
         let dir = tempfile::tempdir().unwrap();
         let paths = crate::export::write_all(&report, dir.path()).unwrap();
@@ -293,17 +327,24 @@ mod tests {
         assert!(has("payload size (log scale)"));
         assert!(has("4 KiB") && has("8 MiB"));
         assert!(has("memcpy (ceiling)"));
+        assert!(has("memcpy-nt (ceiling)"));
         assert!(has("shm (cold)"));
-        for t in &Channel::ALL[1..] {
-            assert!(has(t.as_str()), "{t} missing from the legend");
+        for t in Channel::ALL.iter().filter(|t| !t.is_ceiling()) {
+            // The [std] and [nt] rows are left to the tables.
+            let drawn = t.forced_copy().is_none();
+            assert_eq!(has(t.as_str()), drawn, "{t} in the legend: {}", !drawn);
         }
-        // The memcpy line is drawn as separate dashes in its colour: many
-        // short polylines (plus two in the legend).
-        let dashes = svg
-            .lines()
-            .filter(|l| l.starts_with("<polyline") && l.contains("stroke=\"#333333\""))
-            .count();
-        assert!(dashes >= 10, "only {dashes} memcpy dashes");
+        // Both ceilings are drawn as separate dashes in their colours: many
+        // short polylines (plus a few in the legend), memcpy-nt's shorter.
+        for (color, what) in [("#333333", "memcpy"), ("#999999", "memcpy-nt")] {
+            let dashes = svg
+                .lines()
+                .filter(|l| {
+                    l.starts_with("<polyline") && l.contains(&format!("stroke=\"{color}\""))
+                })
+                .count();
+            assert!(dashes >= 10, "only {dashes} {what} dashes");
+        }
     }
 
     #[test]

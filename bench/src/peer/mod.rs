@@ -126,7 +126,7 @@ fn prepare(spec: &Spec) -> Result<()> {
 /// A timeout, a dead peer, a payload that fails its checks, a signal, or a
 /// system error.
 pub fn run(role: Role, spec: &Spec) -> Result<PeerReport> {
-    match (spec.test, spec.transport, role) {
+    match (spec.test, spec.transport.base(), role) {
         (Test::Throughput, Channel::Shm, Role::Producer) if spec.mode == Mode::Cold => {
             shm::cold_sender(spec)
         }

@@ -39,6 +39,10 @@ pub struct PeerReport {
     pub nivcsw: u64,
     /// Whether the hard time limit stopped the runs below the minimum count.
     pub capped: bool,
+    /// The copy the sender made into shared memory, "std" or "nt" (shm
+    /// senders only).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub copy: Option<String>,
 }
 
 #[cfg(test)]

@@ -14,6 +14,7 @@ use super::sample::{Measure, Tally};
 use super::spec::Spec;
 use crate::case::Channel;
 use crate::checksum::{read_stamp, stamp, Expected, PageBuf, STOP};
+use common::copy::{copy_payload, Copied, CopyMode};
 use common::error::{Error, Result, Role};
 use common::layout::{state, Geometry, Kind};
 use common::name::Name;
@@ -109,12 +110,18 @@ fn peer_alive(segment: &Segment, role: Role) -> Result<()> {
 /// its lock, records length and sequence, releases, and announces READY.
 fn write_slot(segment: &Segment, slot: usize, src: &[u8], seq: u64, spec: &Spec) -> Result<()> {
     let mut guard = lock(segment, slot, spec)?;
-    guard.payload_mut_prechecked()[..src.len()].copy_from_slice(src);
+    copy_payload(
+        &mut guard.payload_mut_prechecked()[..src.len()],
+        src,
+        spec.copy_mode(),
+    );
     let control = guard.slot();
     control.len.store(src.len() as u64, Ordering::Relaxed);
     control.seq.store(seq, Ordering::Relaxed);
     // Release the lock before announcing, so the receiver never has to wait
-    // for it; the Release store in `post` publishes the payload.
+    // for it; the Release store in `post` publishes the payload (a
+    // non-temporal copy has ended with a store fence, so its weakly ordered
+    // stores come before that store too).
     drop(guard);
     // A truncation during the copy sent part of it to private zero pages.
     segment.check_intact()?;
@@ -196,6 +203,15 @@ fn read_slot(
     }
 }
 
+/// The copy the sender makes for `spec`'s payload, for its report.
+fn copy_made(spec: &Spec) -> Option<String> {
+    let made = match spec.copy_mode().choose(spec.payload_len()) {
+        Copied::Standard => CopyMode::Std,
+        Copied::NonTemporal => CopyMode::Nt,
+    };
+    Some(made.as_str().to_owned())
+}
+
 /// shm and shm-pipelined, sender. With one slot, a sample is one whole
 /// hand-off; with more, the interval between acknowledgements.
 pub(super) fn sender(spec: &Spec, pipelined: bool) -> Result<PeerReport> {
@@ -245,7 +261,10 @@ pub(super) fn sender(spec: &Spec, pipelined: bool) -> Result<PeerReport> {
     let slot = (seq % u64::from(segment.geometry().slot_count)) as usize;
     write_slot(&segment, slot, &STOP.to_le_bytes(), STOP, spec)?;
     wait_ack(&segment, slot, STOP, spec)?;
-    Ok(report)
+    Ok(PeerReport {
+        copy: copy_made(spec),
+        ..report
+    })
 }
 
 /// Pipelined sender: waits for the acknowledgement of transfer `acked + 1`
@@ -272,7 +291,7 @@ fn observe_ack(
 
 /// shm and shm-pipelined, receiver: reads the slots in turn, in place.
 pub(super) fn receiver(spec: &Spec) -> Result<PeerReport> {
-    let slots = match spec.transport {
+    let slots = match spec.transport.base() {
         Channel::ShmPipelined => spec.slots.max(2),
         _ => 1,
     };
@@ -318,7 +337,10 @@ pub(super) fn cold_sender(spec: &Spec) -> Result<PeerReport> {
     let segment = create_segment(&cold_name(spec, seq + 1)?, 8, 1)?;
     write_slot(&segment, 0, &STOP.to_le_bytes(), STOP, spec)?;
     wait_ack(&segment, 0, STOP, spec)?;
-    Ok(report)
+    Ok(PeerReport {
+        copy: copy_made(spec),
+        ..report
+    })
 }
 
 /// shm cold, receiver: opens, maps, reads and unmaps every fresh segment.

@@ -10,6 +10,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::case::{Channel, Mode};
 use crate::plan::Budget;
+use common::copy::CopyMode;
 use common::error::Result;
 use common::name::Name;
 
@@ -54,6 +55,10 @@ pub struct Spec {
     /// Whether the sender reports progress on stderr.
     #[serde(default)]
     pub progress: bool,
+    /// How the sender copies a payload into shared memory (`--copy`); a
+    /// `[std]` or `[nt]` transport overrides it.
+    #[serde(default)]
+    pub copy: CopyMode,
 }
 
 impl Spec {
@@ -70,6 +75,11 @@ impl Spec {
     /// The payload size as a length.
     pub fn payload_len(&self) -> usize {
         self.bytes as usize
+    }
+
+    /// The copy into shared memory: the transport's forced one, else `copy`.
+    pub fn copy_mode(&self) -> CopyMode {
+        self.transport.forced_copy().unwrap_or(self.copy)
     }
 
     /// The segment or socket name of the case.
@@ -96,6 +106,7 @@ impl Spec {
             spin_us: 0,
             timeout_ms: 5000,
             progress: false,
+            copy: CopyMode::Auto,
         }
     }
 }
@@ -110,5 +121,15 @@ mod tests {
         let json = serde_json::to_string(&s).unwrap();
         assert!(json.contains("\"transport\":\"shm\""), "{json}");
         assert_eq!(serde_json::from_str::<Spec>(&json).unwrap(), s);
+    }
+
+    #[test]
+    fn a_forced_copy_overrides_the_runs_copy() {
+        let mut s = Spec::example();
+        assert_eq!(s.copy_mode(), CopyMode::Auto);
+        s.copy = CopyMode::Std;
+        assert_eq!(s.copy_mode(), CopyMode::Std);
+        s.transport = Channel::ShmNt;
+        assert_eq!(s.copy_mode(), CopyMode::Nt);
     }
 }

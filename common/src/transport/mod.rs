@@ -16,6 +16,7 @@ use std::net::SocketAddr;
 use std::str::FromStr;
 use std::time::{Duration, SystemTime};
 
+use crate::copy::CopyMode;
 use crate::error::Result;
 use crate::ledger::{Ledger, Meter, Witness};
 use crate::name::Name;
@@ -102,6 +103,8 @@ pub enum Payload<'a> {
 pub struct Outgoing<'a> {
     /// The payload.
     pub payload: Payload<'a>,
+    /// How a payload in the heap is copied into shared memory (`--copy`).
+    pub copy: CopyMode,
 }
 
 /// What a transport reports after sending.

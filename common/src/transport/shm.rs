@@ -53,6 +53,7 @@ use std::os::unix::fs::FileExt;
 use std::sync::atomic::{fence, Ordering};
 use std::time::{Duration, Instant, SystemTime};
 
+use crate::copy::{self, Copied};
 use crate::error::{Error, Result, Role};
 use crate::failpoint;
 use crate::handoff::{self, Found, Outcome, State, Step};
@@ -126,9 +127,16 @@ impl Transport for Shm {
                 "from the file straight into shared memory (the kernel's copy)"
             }
             Payload::Heap(bytes) => {
-                payload.copy_from_slice(bytes);
-                ledger.record("heap -> segment (memcpy)", len, Copier::User);
-                "from the heap into shared memory (memcpy)"
+                // A non-temporal copy ends with a store fence, so the Release
+                // stores below (seq, then Publish) order every byte before them.
+                let copied = copy::copy_payload(payload, bytes, out.copy);
+                let label = copied.label();
+                ledger.record(format!("heap -> segment ({label})"), len, Copier::User);
+                if copied == Copied::NonTemporal {
+                    "from the heap into shared memory (memcpy, non-temporal stores)"
+                } else {
+                    "from the heap into shared memory (memcpy)"
+                }
             }
         };
         let copy = started.elapsed();
