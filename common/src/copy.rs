@@ -51,7 +51,7 @@ use serde::{Deserialize, Serialize};
 /// shm rows, where the receiver reads every byte just after the copy
 /// (median GB/s, `pin=split`; docs/BENCHMARKS.md has the run):
 ///
-/// | size   | shm[std] | shm[nt] | shm-pipelined[std] | shm-pipelined[nt] |
+/// | size   | `shm[std]` | `shm[nt]` | `shm-pipelined[std]` | `shm-pipelined[nt]` |
 /// |--------|---------:|--------:|-------------------:|------------------:|
 /// | 1 MiB  |    25.47 |   16.07 |              38.49 |             21.05 |
 /// | 4 MiB  |    26.11 |   15.75 |              38.72 |             20.84 |
