@@ -9,6 +9,10 @@
 //!
 //! All the logic lives in the `bench` library; this file only parses flags.
 
+// The `///` comments on the flags are `--help` text for people, where row
+// names such as `shm[nt]` are written as they are typed, not as links.
+#![allow(rustdoc::broken_intra_doc_links)]
+
 use std::path::PathBuf;
 use std::process::ExitCode;
 use std::time::Duration;
