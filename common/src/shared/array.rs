@@ -237,9 +237,7 @@ mod tests {
     use super::*;
     use crate::shared::SharedValue;
 
-    fn name(tag: &str) -> Name {
-        Name::new(&format!("unit-shared-{tag}-{}", std::process::id())).unwrap()
-    }
+    use crate::shared::for_unit_test as name;
 
     #[test]
     fn arrays_check_indices_and_lengths() {

@@ -352,9 +352,7 @@ mod tests {
     use super::*;
     use crate::shared::SharedValue;
 
-    fn name(tag: &str) -> Name {
-        Name::new(&format!("unit-shared-{tag}-{}", std::process::id())).unwrap()
-    }
+    use crate::shared::for_unit_test as name;
 
     fn geometry(kind: Kind, element: ElementType, count: u64, flags: u32) -> Geometry {
         Geometry::elements(kind, element.code(), element.size() as u32, count, flags).unwrap()

@@ -149,9 +149,7 @@ mod tests {
     use crate::error::Error;
     use std::time::Duration;
 
-    fn name(tag: &str) -> Name {
-        Name::new(&format!("unit-shared-{tag}-{}", std::process::id())).unwrap()
-    }
+    use crate::shared::for_unit_test as name;
 
     #[test]
     fn a_value_round_trips_in_both_modes_and_its_creator_removes_it() {
