@@ -138,20 +138,7 @@ fn a_tiny_benchmark_writes_every_file_and_leaves_nothing_behind() {
     for bytes in [4096u64, 65_536] {
         for (transport, want_copies) in copies {
             let r = row(&v, transport, "steady", bytes);
-            for key in [
-                "transport",
-                "mode",
-                "pin",
-                "bytes",
-                "runs",
-                "median_ns",
-                "p10_ns",
-                "p90_ns",
-                "gbps",
-                "copies",
-                "syscalls",
-                "samples_ns",
-            ] {
+            for key in bench::export::json::RESULT_KEYS {
                 assert!(r.get(key).is_some(), "{transport}: no key {key}");
             }
             assert_eq!(r["runs"], 3, "{transport}");

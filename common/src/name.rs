@@ -107,6 +107,12 @@ pub fn socket_dir() -> PathBuf {
     }
 }
 
+/// A name of this process's own for unit test `tag`: "unit-TAG-PID".
+#[cfg(test)]
+pub(crate) fn for_unit_test(tag: &str) -> Name {
+    Name::new(&format!("unit-{tag}-{}", std::process::id())).unwrap()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -644,14 +644,14 @@ fn a_skewed_clock_does_not_stretch_the_timeout() {
 
 // ------------------------------------------------- one outcome, two reports
 
-/// The producer gives up (`--timeout 1`) while the consumer holds the
-/// verified payload (`--hold 3000`): the producer's Withdraw wins over the
-/// late Ack, and both say the image was not delivered; the consumer writes
-/// no output file.
-#[test]
-fn a_withdrawal_before_the_ack_is_reported_by_both_sides() {
-    let name = unique("wva");
-    let dir = util::temp_dir("wva");
+/// Runs a consumer that holds the verified payload for `hold` ms before
+/// acknowledging, then a producer that waits at most `timeout` s for that:
+/// the segment's name, both runs (producer's first), the consumer's pid,
+/// and whether the consumer wrote its output file. Checks that nothing is
+/// left behind.
+fn hold_against_timeout(tag: &str, hold: &str, timeout: &str) -> (String, Run, Run, u32, bool) {
+    let name = unique(tag);
+    let dir = util::temp_dir(tag);
     let out = dir.join("out.png");
     let consumer = Proc::start(
         "consumer",
@@ -661,14 +661,27 @@ fn a_withdrawal_before_the_ack_is_reported_by_both_sides() {
             "--timeout",
             "20",
             "--hold",
-            "3000",
+            hold,
             "--out",
             out.to_str().unwrap(),
         ],
     );
     let cpid = consumer.pid;
-    let p = run("producer", &["--name", &name, "--timeout", "1"]);
+    let p = run("producer", &["--name", &name, "--timeout", timeout]);
     let c = consumer.wait(LIMIT);
+    let written = out.is_file();
+    assert_clean(&name);
+    std::fs::remove_dir_all(dir).unwrap();
+    (name, p, c, cpid, written)
+}
+
+/// The producer gives up (`--timeout 1`) while the consumer holds the
+/// verified payload (`--hold 3000`): the producer's Withdraw wins over the
+/// late Ack, and both say the image was not delivered; the consumer writes
+/// no output file.
+#[test]
+fn a_withdrawal_before_the_ack_is_reported_by_both_sides() {
+    let (name, p, c, cpid, written) = hold_against_timeout("wva", "3000", "1");
     p.fails_with(
         1,
         &[
@@ -683,41 +696,19 @@ fn a_withdrawal_before_the_ack_is_reported_by_both_sides() {
             "the image was not delivered",
         ],
     );
-    assert!(!out.exists(), "the consumer wrote {}", out.display());
-    assert_clean(&name);
-    std::fs::remove_dir_all(dir).unwrap();
+    assert!(!written, "the consumer wrote its output file");
 }
 
 /// The reverse: the producer waits long enough (`--timeout 5`) for the
 /// consumer's `--hold 500`: both succeed, and the image is written.
 #[test]
 fn an_ack_within_the_producers_timeout_is_reported_by_both_sides() {
-    let name = unique("ack");
-    let dir = util::temp_dir("ack");
-    let out = dir.join("out.png");
-    let consumer = Proc::start(
-        "consumer",
-        &[
-            "--name",
-            &name,
-            "--timeout",
-            "20",
-            "--hold",
-            "500",
-            "--out",
-            out.to_str().unwrap(),
-        ],
-    );
-    let cpid = consumer.pid;
-    let p = run("producer", &["--name", &name, "--timeout", "5"]);
-    let c = consumer.wait(LIMIT);
+    let (_, p, c, cpid, written) = hold_against_timeout("ack", "500", "5");
     p.ok();
     c.ok();
     says(&p, &[format!("consumer pid {cpid} acknowledged after")]);
     says(&c, &["acknowledged and released the lock".to_owned()]);
-    assert!(out.is_file(), "no {}", out.display());
-    assert_clean(&name);
-    std::fs::remove_dir_all(dir).unwrap();
+    assert!(written, "no output file");
 }
 
 // ------------------------------------------------- leaving is not dying

@@ -13,7 +13,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use common::layout::{state, Kind, HEADER_SIZE, MAGIC, VERSION};
+use common::layout::{Kind, HEADER_SIZE, MAGIC, VERSION};
 use common::segment::Segment;
 use common::Name;
 use util::{assert_clean, image, live_segment, run, unique, wait_for, Proc};
@@ -465,12 +465,7 @@ fn a_payload_that_changes_during_the_read_is_refused() {
     stop.store(true, Ordering::Relaxed);
     writer.join().unwrap();
     c.fails_with(1, &["the payload changed while being read (sequence"]);
-    assert_eq!(
-        segment.slot(0).state.load(Ordering::Acquire),
-        state::REJECTED
-    );
-    drop(segment);
-    assert_clean(&name);
+    util::assert_rejected_and_clean(segment, &name);
 }
 
 #[test]
@@ -494,17 +489,6 @@ fn garbage_where_the_mutex_should_be_is_refused() {
 
 // --------------------------------------------------------- hostile images
 
-fn chunk(kind: &[u8; 4], data: &[u8]) -> Vec<u8> {
-    let mut out = (data.len() as u32).to_be_bytes().to_vec();
-    out.extend_from_slice(kind);
-    out.extend_from_slice(data);
-    let mut crc = crc32fast::Hasher::new();
-    crc.update(kind);
-    crc.update(data);
-    out.extend_from_slice(&crc.finalize().to_be_bytes());
-    out
-}
-
 /// A PNG with the given IHDR (8-bit, `color` type) and an IDAT holding
 /// `inflated` zero bytes, compressed.
 fn crafted_png(width: u32, height: u32, color: u8, inflated: usize) -> Vec<u8> {
@@ -523,9 +507,9 @@ fn crafted_png(width: u32, height: u32, color: u8, inflated: usize) -> Vec<u8> {
     }
     let idat = z.finish().unwrap();
     let mut png = common::png::SIGNATURE.to_vec();
-    png.extend(chunk(b"IHDR", &ihdr));
-    png.extend(chunk(b"IDAT", &idat));
-    png.extend(chunk(b"IEND", &[]));
+    png.extend(util::png_chunk(b"IHDR", &ihdr));
+    png.extend(util::png_chunk(b"IDAT", &idat));
+    png.extend(util::png_chunk(b"IEND", &[]));
     png
 }
 

@@ -172,12 +172,7 @@ fn child_command(role: &str, name: &Name) -> Command {
 /// Runs `child_process` as `role` and asserts that it succeeded.
 fn run_child(role: &str, name: &Name) {
     let out = Reaped::spawn(piped(&mut child_command(role, name))).output(CHILD_TIMEOUT);
-    assert!(
-        out.status.success(),
-        "child {role} failed ({}):\n{}",
-        out.status,
-        String::from_utf8_lossy(&out.stderr)
-    );
+    assert_success(&out, &format!("child {role}"));
 }
 
 /// Not a test of its own: the other tests run this executable again with
@@ -356,10 +351,11 @@ fn run_example(name: &str, args: &[&str]) -> (Output, u32) {
     (child.output(CHILD_TIMEOUT), pid)
 }
 
-fn assert_success(out: &Output) {
+/// Asserts that the process `what` succeeded, showing its stderr if not.
+fn assert_success(out: &Output, what: &str) {
     assert!(
         out.status.success(),
-        "{}: {}",
+        "{what} failed ({}):\n{}",
         out.status,
         String::from_utf8_lossy(&out.stderr)
     );
@@ -368,7 +364,7 @@ fn assert_success(out: &Output) {
 #[test]
 fn the_value_example_prints_value_is_10() {
     let (out, pid) = run_example("value", &[]);
-    assert_success(&out);
+    assert_success(&out, "the example");
     assert_eq!(String::from_utf8_lossy(&out.stdout), "Value is  10\n");
     assert_nothing_left(&format!("example-value-{pid}"));
 }
@@ -376,7 +372,7 @@ fn the_value_example_prints_value_is_10() {
 #[test]
 fn the_array_example_prints_the_primes_plus_one() {
     let (out, pid) = run_example("array", &[]);
-    assert_success(&out);
+    assert_success(&out, "the example");
     assert_eq!(String::from_utf8_lossy(&out.stdout), "3\n4\n6\n8\n");
     assert_nothing_left(&format!("example-array-{pid}"));
 }
@@ -394,7 +390,7 @@ fn count_and_lost(part: &str, label: &str) -> (u64, u64) {
 #[test]
 fn the_race_example_loses_nothing_with_the_lock() {
     let (out, pid) = run_example("race", &["--procs", "2", "--iters", "2000"]);
-    assert_success(&out);
+    assert_success(&out, "the example");
     let stdout = String::from_utf8(out.stdout).unwrap();
     let parts: Vec<&str> = stdout.trim_end().split(" | ").collect();
     assert_eq!(parts.len(), 3, "{stdout:?}");
@@ -540,10 +536,10 @@ fn py_consumer_reads_the_producers_image_and_acknowledges_it() {
         ],
     );
     let consumed = consumer.output(CHILD_TIMEOUT);
-    assert_success(&consumed);
+    assert_success(&consumed, "the Python consumer");
     assert!(consumed.stderr.is_empty());
     let produced = producer.output(CHILD_TIMEOUT);
-    assert_success(&produced);
+    assert_success(&produced, "the producer");
     let stdout = String::from_utf8_lossy(&produced.stdout);
     assert!(stdout.contains("acknowledged"), "{stdout}");
     assert!(std::fs::read(&out.0).unwrap() == std::fs::read(&image).unwrap());
@@ -782,7 +778,7 @@ fn py_consumer_uses_the_complete_payload_of_a_producer_killed_after_publishing_i
     let n = name("py-kill-ready");
     let out = temp_file("py-kill-ready.png");
     let (producer_pid, consumed) = kill_the_producer_at(python, "producer:ready", &n, &out.0);
-    assert_success(&consumed);
+    assert_success(&consumed, "the Python consumer");
     let stdout = String::from_utf8_lossy(&consumed.stdout);
     assert!(
         stdout.contains(&format!(

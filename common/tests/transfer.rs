@@ -10,7 +10,6 @@ use std::path::Path;
 use std::sync::atomic::Ordering;
 use std::time::Duration;
 
-use common::layout::state;
 use common::Name;
 use util::{assert_clean, image, run, unique, wait_for, Proc};
 
@@ -220,12 +219,7 @@ fn a_crc_mismatch_is_reported_and_the_payload_rejected() {
     });
     let c = run("consumer", &["--name", &name, "--timeout", "10"]);
     c.fails_with(1, &["CRC-32 mismatch"]);
-    assert_eq!(
-        segment.slot(0).state.load(Ordering::Acquire),
-        state::REJECTED
-    );
-    drop(segment);
-    assert_clean(&name);
+    util::assert_rejected_and_clean(segment, &name);
 }
 
 #[test]

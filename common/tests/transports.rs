@@ -27,7 +27,7 @@ fn transfer(
     consumer_extra: &[&str],
 ) -> (Run, Run) {
     let addr = free_addr();
-    let mut c_args = vec![
+    let both = [
         "--name",
         name,
         "--transport",
@@ -36,20 +36,9 @@ fn transfer(
         &addr,
         "--json",
     ];
-    c_args.extend_from_slice(consumer_extra);
-    let consumer = Proc::start("consumer", &c_args);
+    let consumer = Proc::start("consumer", &[&both[..], consumer_extra].concat());
     std::thread::sleep(Duration::from_millis(150));
-    let mut p_args = vec![
-        "--name",
-        name,
-        "--transport",
-        transport,
-        "--addr",
-        &addr,
-        "--json",
-    ];
-    p_args.extend_from_slice(producer_extra);
-    let producer = Proc::start("producer", &p_args);
+    let producer = Proc::start("producer", &[&both[..], producer_extra].concat());
     let p = producer.wait(LIMIT);
     let c = consumer.wait(LIMIT);
     (p, c)

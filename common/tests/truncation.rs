@@ -27,15 +27,6 @@ const LIMIT: Duration = Duration::from_secs(60);
 /// a while and reads the payload bit by bit throughout. The IDAT is split
 /// into 8 KiB chunks, so the decoder keeps coming back for more input.
 fn write_slow_png(path: &Path, side: u32) {
-    fn chunk(out: &mut Vec<u8>, kind: &[u8; 4], data: &[u8]) {
-        out.extend_from_slice(&(data.len() as u32).to_be_bytes());
-        out.extend_from_slice(kind);
-        out.extend_from_slice(data);
-        let mut crc = crc32fast::Hasher::new();
-        crc.update(kind);
-        crc.update(data);
-        out.extend_from_slice(&crc.finalize().to_be_bytes());
-    }
     let mut zlib = ZlibEncoder::new(Vec::new(), Compression::best());
     // Filter byte 0 (none), then the row's samples.
     let row = vec![0u8; 1 + 3 * side as usize];
@@ -49,11 +40,11 @@ fn write_slow_png(path: &Path, side: u32) {
     ihdr.extend_from_slice(&side.to_be_bytes());
     // 8 bits per sample, colour type 2 (RGB), deflate, no filter method, no interlace.
     ihdr.extend_from_slice(&[8, 2, 0, 0, 0]);
-    chunk(&mut png, b"IHDR", &ihdr);
+    png.extend(util::png_chunk(b"IHDR", &ihdr));
     for piece in idat.chunks(8192) {
-        chunk(&mut png, b"IDAT", piece);
+        png.extend(util::png_chunk(b"IDAT", piece));
     }
-    chunk(&mut png, b"IEND", &[]);
+    png.extend(util::png_chunk(b"IEND", &[]));
     std::fs::write(path, png).unwrap();
 }
 

@@ -20,7 +20,7 @@
 use std::process::ExitCode;
 use std::time::Instant;
 
-use bench::checksum::{read_stamp, stamp, Expected, PageBuf, STOP};
+use bench::checksum::{read_stamp, Expected, PageBuf, STOP};
 use bench::peer::{self, Measure, PeerReport, Spec, Tally};
 use common::{Error, Role};
 use iceoryx2::prelude::*;
@@ -134,15 +134,10 @@ fn run(role: Role, spec: &Spec) -> Result<PeerReport, Error> {
             };
             let mut src = PageBuf::pattern_at(spec.payload_len(), skew);
             let mut m = Measure::new(spec, 0);
-            let mut seq = 0u64;
-            while m.more() {
-                seq += 1;
-                stamp(src.as_mut_slice(), seq);
-                let t0 = Instant::now();
-                send(src.as_slice())?;
-                ack(seq)?;
-                m.record(t0, Instant::now());
-            }
+            m.stamped(&mut src, |payload, seq, _| {
+                send(payload)?;
+                ack(seq)
+            })?;
             let report = m.finish(1.0);
             send(&STOP.to_le_bytes())?;
             ack(STOP)?;

@@ -19,6 +19,23 @@ impl Exporter for Json {
     }
 }
 
+/// The keys every row of `results` in `results.json` carries, which readers
+/// of the file rely on (a row may carry more: `mean_ns`, `cpu_user_ms`, ...).
+pub const RESULT_KEYS: [&str; 12] = [
+    "transport",
+    "mode",
+    "pin",
+    "bytes",
+    "runs",
+    "median_ns",
+    "p10_ns",
+    "p90_ns",
+    "gbps",
+    "copies",
+    "syscalls",
+    "samples_ns",
+];
+
 /// `results.json`: the whole report, pretty-printed, every raw sample kept.
 pub fn to_json(report: &Report) -> serde_json::Result<String> {
     let mut text = serde_json::to_string_pretty(report)?;
@@ -55,19 +72,7 @@ mod tests {
             .iter()
             .find(|r| r["transport"] == "shm" && r["mode"] == "steady" && r["bytes"] == MIB8)
             .unwrap();
-        for key in [
-            "transport",
-            "mode",
-            "pin",
-            "bytes",
-            "runs",
-            "median_ns",
-            "p10_ns",
-            "p90_ns",
-            "gbps",
-            "copies",
-            "syscalls",
-            "samples_ns",
+        for key in RESULT_KEYS.into_iter().chain([
             "mean_ns",
             "stddev_ns",
             "min_ns",
@@ -75,7 +80,7 @@ mod tests {
             "warmup",
             "cpu_user_ms",
             "cpu_sys_ms",
-        ] {
+        ]) {
             assert!(shm.get(key).is_some(), "no results[].{key}");
         }
         assert_eq!(shm["pin"], "split");

@@ -55,7 +55,7 @@ use crate::plan::MIN_SIZE;
 use common::error::{Error, Result, Role};
 
 pub use report::PeerReport;
-pub use sample::{Measure, Tally};
+pub use sample::{Lap, Measure, Tally};
 pub use spec::{Spec, Test};
 
 /// How a peer binary is called.

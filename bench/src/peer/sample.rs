@@ -9,7 +9,9 @@ use std::time::{Duration, Instant};
 
 use super::report::PeerReport;
 use super::spec::Spec;
+use crate::checksum::{stamp, PageBuf};
 use crate::plan::Budget;
+use common::error::Result;
 use common::ledger::{Meter, ProcIo, Usage};
 
 /// The kernel's and getrusage's counters over the measured runs.
@@ -100,6 +102,18 @@ pub struct Measure {
     progress: Progress,
 }
 
+/// The clock of one sample in [`Measure::stamped`].
+pub struct Lap {
+    end: Option<Instant>,
+}
+
+impl Lap {
+    /// Ends the sample here.
+    pub fn stop(&mut self) {
+        self.end = Some(Instant::now());
+    }
+}
+
 impl Measure {
     /// Bookkeeping for `spec`'s budget; `lead` extra unmeasured transfers
     /// (1 for a pipelined sender, else 0).
@@ -146,6 +160,32 @@ impl Measure {
             self.samples.push(ns);
         }
         self.progress.tick(t1, self.samples.len(), ns);
+    }
+
+    /// The sender's loop of one transfer at a time until the budget is
+    /// spent: each stamps `src` with its sequence number (1, 2, ...) and is
+    /// timed from just before `transfer(payload, seq, lap)` to its
+    /// `lap.stop()`, or to its end if it does not call it (what comes after
+    /// the stop, such as checking a reply, is not part of the sample).
+    /// Returns the last sequence number.
+    ///
+    /// # Errors
+    /// The first error of `transfer`.
+    pub fn stamped(
+        &mut self,
+        src: &mut PageBuf,
+        mut transfer: impl FnMut(&[u8], u64, &mut Lap) -> Result<()>,
+    ) -> Result<u64> {
+        let mut seq = 0u64;
+        while self.more() {
+            seq += 1;
+            stamp(src.as_mut_slice(), seq);
+            let mut lap = Lap { end: None };
+            let t0 = Instant::now();
+            transfer(src.as_slice(), seq, &mut lap)?;
+            self.record(t0, lap.end.unwrap_or_else(Instant::now));
+        }
+        Ok(seq)
     }
 
     /// Closes the window; `copies` is this process's copies per transfer.
@@ -211,6 +251,48 @@ impl Tally {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::checksum::read_stamp;
+
+    #[test]
+    fn stamped_transfers_are_numbered_and_timed_up_to_the_stop() {
+        let mut m = Measure::new(&Spec::example(), 0);
+        let mut src = PageBuf::pattern(64);
+        let mut seen = Vec::new();
+        let last = m
+            .stamped(&mut src, |payload, seq, lap| {
+                assert_eq!(read_stamp(payload), Some(seq), "the payload's stamp");
+                seen.push(seq);
+                lap.stop();
+                // After the stop: not part of the sample.
+                std::thread::sleep(Duration::from_millis(50));
+                Ok(())
+            })
+            .unwrap();
+        assert_eq!(seen, [1, 2, 3, 4], "1 warm-up + 3 measured");
+        assert_eq!(last, 4);
+        let r = m.finish(1.0);
+        assert_eq!(r.samples_ns.len(), 3);
+        assert!(
+            r.samples_ns.iter().all(|&ns| ns < 25_000_000),
+            "the sleep after the stop was timed: {:?}",
+            r.samples_ns
+        );
+
+        let mut m = Measure::new(&Spec::example(), 0);
+        let err = m
+            .stamped(&mut src, |_, seq, _| {
+                if seq == 2 {
+                    Err(common::Error::Usage("stop".into()))
+                } else {
+                    Ok(())
+                }
+            })
+            .unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            common::Error::Usage("stop".into()).to_string()
+        );
+    }
 
     #[test]
     fn the_sender_warms_up_then_measures_the_budget() {

@@ -246,14 +246,10 @@ pub(super) fn sender(spec: &Spec, pipelined: bool) -> Result<PeerReport> {
         m.finish(1.0)
     } else {
         let mut m = Measure::new(spec, 0);
-        while m.more() {
-            seq += 1;
-            stamp(src.as_mut_slice(), seq);
-            let t0 = Instant::now();
-            write_slot(&segment, 0, src.as_slice(), seq, spec)?;
-            wait_ack(&segment, 0, seq, spec)?;
-            m.record(t0, Instant::now());
-        }
+        seq = m.stamped(&mut src, |payload, seq, _| {
+            write_slot(&segment, 0, payload, seq, spec)?;
+            wait_ack(&segment, 0, seq, spec)
+        })?;
         m.finish(1.0)
     };
     // The stop: a stamp alone, in the next slot (free: every payload was
@@ -364,12 +360,8 @@ pub(super) fn ping(spec: &Spec) -> Result<PeerReport> {
     let mut src = PageBuf::pattern(spec.payload_len());
     let expected = Expected::of_pattern(&mut src.as_slice().to_vec());
     let mut m = Measure::new(spec, 0);
-    let mut seq = 0u64;
-    while m.more() {
-        seq += 1;
-        stamp(src.as_mut_slice(), seq);
-        let t0 = Instant::now();
-        write_slot(&segment, 0, src.as_slice(), seq, spec)?;
+    m.stamped(&mut src, |payload, seq, lap| {
+        write_slot(&segment, 0, payload, seq, spec)?;
         let got = wait_state(&segment, 1, spec, Role::Producer, "no reply arrived", |s| {
             s == state::READY || s == state::REJECTED
         })?;
@@ -384,12 +376,12 @@ pub(super) fn ping(spec: &Spec) -> Result<PeerReport> {
         drop(guard);
         segment.check_intact()?;
         wait::post(&segment.slot(1).state, state::EMPTY);
-        m.record(t0, Instant::now());
+        lap.stop();
         verdict.map_err(|reason| Error::BadSegment {
             name: spec.name.clone(),
             reason: format!("reply: {reason}"),
-        })?;
-    }
+        })
+    })?;
     let report = m.finish(1.0);
     write_slot(&segment, 0, &STOP.to_le_bytes(), STOP, spec)?;
     wait_ack(&segment, 0, STOP, spec)?;

@@ -4,13 +4,11 @@
 //! product's connections: `common`'s listener, connection and framing-free
 //! reads and writes with stall timeouts.
 
-use std::time::Instant;
-
 use super::report::PeerReport;
 use super::sample::{Measure, Tally};
 use super::spec::Spec;
 use crate::case::Channel;
-use crate::checksum::{stamp, Expected, PageBuf};
+use crate::checksum::{Expected, PageBuf};
 use common::error::{Error, Result, Role};
 use common::name::Name;
 use common::story::Story;
@@ -59,15 +57,11 @@ pub(super) fn sender(spec: &Spec, echo: bool) -> Result<PeerReport> {
     let mut reply = PageBuf::pattern(if echo { spec.payload_len() } else { 8 });
     let expected = echo.then(|| Expected::of_pattern(reply.as_mut_slice()));
     let mut m = Measure::new(spec, 0);
-    let mut seq = 0u64;
     let stall = spec.timeout();
-    while m.more() {
-        seq += 1;
-        stamp(src.as_mut_slice(), seq);
-        let t0 = Instant::now();
-        conn.write_all(src.as_slice(), stall, Role::Consumer, None)?;
+    m.stamped(&mut src, |payload, seq, lap| {
+        conn.write_all(payload, stall, Role::Consumer, None)?;
         conn.read_exact(reply.as_mut_slice(), stall, Role::Consumer, None)?;
-        m.record(t0, Instant::now());
+        lap.stop();
         match &expected {
             Some(expected) => {
                 expected
@@ -75,11 +69,11 @@ pub(super) fn sender(spec: &Spec, echo: bool) -> Result<PeerReport> {
                     .map_err(|reason| Error::BadMessage {
                         peer: Role::Consumer,
                         reason: format!("reply: {reason}"),
-                    })?
+                    })
             }
-            None => check_ack(reply.as_slice().try_into().expect("8 bytes"), seq)?,
+            None => check_ack(reply.as_slice().try_into().expect("8 bytes"), seq),
         }
-    }
+    })?;
     Ok(m.finish(1.0))
 }
 

@@ -430,9 +430,7 @@ mod tests {
     use super::*;
     use crate::layout::Kind;
 
-    fn name(tag: &str) -> Name {
-        Name::new(&format!("unit-{tag}-{}", std::process::id())).unwrap()
-    }
+    use crate::name::for_unit_test as name;
 
     #[test]
     fn create_publish_open_and_drop_removes_the_file() {

@@ -238,12 +238,9 @@ impl Drop for SlotGuard<'_> {
 mod tests {
     use super::*;
     use crate::layout::{Geometry, Kind};
-    use crate::name::Name;
     use std::time::Duration;
 
-    fn name(tag: &str) -> Name {
-        Name::new(&format!("unit-{tag}-{}", std::process::id())).unwrap()
-    }
+    use crate::name::for_unit_test as name;
 
     #[test]
     fn the_lock_excludes_and_releases() {

@@ -4,16 +4,14 @@
 
 use std::fmt;
 use std::ops::{Deref, DerefMut};
-use std::time::Duration;
 
-use super::cell::{Cells, Lock};
+use super::cell::{cells_accessors, Cells, Held, Lock};
 use super::element::ShmSafe;
 #[cfg(doc)]
 use super::SharedValue;
 use crate::error::{Error, Result};
 use crate::layout::Kind;
 use crate::name::Name;
-use crate::segment::SlotGuard;
 
 /// A fixed number of `T` in shared memory: Python's `multiprocessing.Array`.
 ///
@@ -205,66 +203,26 @@ impl<T: ShmSafe> SharedArray<T> {
     /// # Errors
     /// As [`SharedValue::lock`].
     pub fn lock(&self) -> Result<ArrayGuard<'_, T>> {
-        let guard = self.cells.guard()?;
-        Ok(ArrayGuard {
-            _guard: guard,
-            ptr: self.cells.slice_ptr(),
-            len: self.cells.len,
-        })
-    }
-
-    /// The segment name.
-    pub fn name(&self) -> &Name {
-        self.cells.name()
-    }
-
-    /// Whether accesses take the lock (as the creator chose).
-    pub fn lock_mode(&self) -> Lock {
-        self.cells.lock
-    }
-
-    /// How long a locked access waits for the lock.
-    pub fn timeout(&self) -> Duration {
-        self.cells.timeout
-    }
-
-    /// Changes how long a locked access waits for the lock.
-    pub fn set_timeout(&mut self, timeout: Duration) {
-        self.cells.timeout = timeout;
+        Ok(ArrayGuard(self.cells.hold()?))
     }
 }
 
-impl<T: ShmSafe> fmt::Debug for SharedArray<T> {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        self.cells.fmt(f)
-    }
-}
+cells_accessors!(SharedArray);
 
 /// The lock on a [`SharedArray`], held until dropped; derefs to the elements.
-pub struct ArrayGuard<'a, T: ShmSafe> {
-    _guard: SlotGuard<'a>,
-    ptr: *mut T,
-    len: usize,
-}
+pub struct ArrayGuard<'a, T: ShmSafe>(Held<'a, T>);
 
 impl<T: ShmSafe> Deref for ArrayGuard<'_, T> {
     type Target = [T];
 
     fn deref(&self) -> &[T] {
-        // SAFETY: `ptr` is slot 0's payload: page-aligned and followed by
-        // `len` elements inside the mapping (the geometry was checked against
-        // the file size at create/open); any bits are valid `T`s. The mutex is held
-        // for the guard's lifetime, so no cooperating process or thread
-        // writes them.
-        unsafe { std::slice::from_raw_parts(self.ptr, self.len) }
+        self.0.elements()
     }
 }
 
 impl<T: ShmSafe> DerefMut for ArrayGuard<'_, T> {
     fn deref_mut(&mut self) -> &mut [T] {
-        // SAFETY: as in `deref`; `&mut self` makes this the only reference
-        // made through this guard, and the held mutex rules out other guards.
-        unsafe { std::slice::from_raw_parts_mut(self.ptr, self.len) }
+        self.0.elements_mut()
     }
 }
 
@@ -279,9 +237,7 @@ mod tests {
     use super::*;
     use crate::shared::SharedValue;
 
-    fn name(tag: &str) -> Name {
-        Name::new(&format!("unit-shared-{tag}-{}", std::process::id())).unwrap()
-    }
+    use crate::shared::for_unit_test as name;
 
     #[test]
     fn arrays_check_indices_and_lengths() {

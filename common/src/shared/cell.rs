@@ -202,11 +202,79 @@ impl<T: ShmSafe> Cells<T> {
         }
     }
 
-    /// A slice over the elements, valid while `_guard` holds the mutex.
-    pub(super) fn slice_ptr(&self) -> *mut T {
-        self.segment.payload_ptr(0).cast()
+    /// Takes the mutex (as [`Cells::guard`]) for access to the elements as a
+    /// slice while it is held.
+    pub(super) fn hold(&self) -> Result<Held<'_, T>> {
+        let guard = self.guard()?;
+        Ok(Held {
+            _guard: guard,
+            ptr: self.segment.payload_ptr(0).cast(),
+            len: self.len,
+        })
     }
 }
+
+/// The mutex held over the elements until dropped: what a value's and an
+/// array's lock guards are made of.
+pub(super) struct Held<'a, T: ShmSafe> {
+    _guard: SlotGuard<'a>,
+    ptr: *mut T,
+    len: usize,
+}
+
+impl<T: ShmSafe> Held<'_, T> {
+    /// The elements.
+    pub(super) fn elements(&self) -> &[T] {
+        // SAFETY: `ptr` is slot 0's payload: page-aligned and followed by
+        // `len` elements inside the mapping (the geometry was checked against
+        // the file size at create/open); any bits are valid `T`s. The mutex
+        // is held for the guard's lifetime, so no cooperating process or
+        // thread writes them.
+        unsafe { std::slice::from_raw_parts(self.ptr, self.len) }
+    }
+
+    /// The elements, mutably.
+    pub(super) fn elements_mut(&mut self) -> &mut [T] {
+        // SAFETY: as in `elements`; `&mut self` makes this the only reference
+        // made through this guard, and the held mutex rules out other guards.
+        unsafe { std::slice::from_raw_parts_mut(self.ptr, self.len) }
+    }
+}
+
+/// The accessors a value and an array share, served by their `cells`, and
+/// their `Debug`.
+macro_rules! cells_accessors {
+    ($shared:ident) => {
+        impl<T: $crate::shared::ShmSafe> $shared<T> {
+            /// The segment name.
+            pub fn name(&self) -> &$crate::name::Name {
+                self.cells.name()
+            }
+
+            /// Whether accesses take the lock (as the creator chose).
+            pub fn lock_mode(&self) -> $crate::shared::Lock {
+                self.cells.lock
+            }
+
+            /// How long a locked access waits for the lock.
+            pub fn timeout(&self) -> std::time::Duration {
+                self.cells.timeout
+            }
+
+            /// Changes how long a locked access waits for the lock.
+            pub fn set_timeout(&mut self, timeout: std::time::Duration) {
+                self.cells.timeout = timeout;
+            }
+        }
+
+        impl<T: $crate::shared::ShmSafe> std::fmt::Debug for $shared<T> {
+            fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                self.cells.fmt(f)
+            }
+        }
+    };
+}
+pub(super) use cells_accessors;
 
 impl<T: ShmSafe> fmt::Debug for Cells<T> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
@@ -284,9 +352,7 @@ mod tests {
     use super::*;
     use crate::shared::SharedValue;
 
-    fn name(tag: &str) -> Name {
-        Name::new(&format!("unit-shared-{tag}-{}", std::process::id())).unwrap()
-    }
+    use crate::shared::for_unit_test as name;
 
     fn geometry(kind: Kind, element: ElementType, count: u64, flags: u32) -> Geometry {
         Geometry::elements(kind, element.code(), element.size() as u32, count, flags).unwrap()

@@ -95,3 +95,10 @@ pub use array::{ArrayGuard, SharedArray};
 pub use cell::{Lock, DEFAULT_TIMEOUT};
 pub use element::{ElementType, ShmSafe};
 pub use value::{SharedValue, ValueGuard};
+
+/// A name of this process's own for the unit test `tag` of a value or an
+/// array: "unit-shared-TAG-PID".
+#[cfg(test)]
+fn for_unit_test(tag: &str) -> crate::name::Name {
+    crate::name::for_unit_test(&format!("shared-{tag}"))
+}

@@ -4,16 +4,14 @@
 
 use std::fmt;
 use std::ops::{Deref, DerefMut};
-use std::time::Duration;
 
-use super::cell::{Cells, Lock};
+use super::cell::{cells_accessors, Cells, Held, Lock};
 use super::element::ShmSafe;
 #[cfg(doc)]
 use crate::error::Error;
 use crate::error::Result;
 use crate::layout::Kind;
 use crate::name::Name;
-use crate::segment::SlotGuard;
 
 /// One `T` in shared memory: Python's `multiprocessing.Value`.
 ///
@@ -116,63 +114,26 @@ impl<T: ShmSafe> SharedValue<T> {
     /// [`Error::Unlocked`] for a value created with [`Lock::No`]; otherwise as
     /// [`SharedValue::get`].
     pub fn lock(&self) -> Result<ValueGuard<'_, T>> {
-        let guard = self.cells.guard()?;
-        Ok(ValueGuard {
-            _guard: guard,
-            ptr: self.cells.slice_ptr(),
-        })
-    }
-
-    /// The segment name.
-    pub fn name(&self) -> &Name {
-        self.cells.name()
-    }
-
-    /// Whether accesses take the lock (as the creator chose).
-    pub fn lock_mode(&self) -> Lock {
-        self.cells.lock
-    }
-
-    /// How long a locked access waits for the lock.
-    pub fn timeout(&self) -> Duration {
-        self.cells.timeout
-    }
-
-    /// Changes how long a locked access waits for the lock.
-    pub fn set_timeout(&mut self, timeout: Duration) {
-        self.cells.timeout = timeout;
+        Ok(ValueGuard(self.cells.hold()?))
     }
 }
 
-impl<T: ShmSafe> fmt::Debug for SharedValue<T> {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        self.cells.fmt(f)
-    }
-}
+cells_accessors!(SharedValue);
 
 /// The lock on a [`SharedValue`], held until dropped; derefs to the value.
-pub struct ValueGuard<'a, T: ShmSafe> {
-    _guard: SlotGuard<'a>,
-    ptr: *mut T,
-}
+pub struct ValueGuard<'a, T: ShmSafe>(Held<'a, T>);
 
 impl<T: ShmSafe> Deref for ValueGuard<'_, T> {
     type Target = T;
 
     fn deref(&self) -> &T {
-        // SAFETY: `ptr` is slot 0's payload: inside the mapping (the geometry
-        // was checked against the file size at create/open), page-aligned, and
-        // holding a `T` (any bits are a valid `T`). The mutex is held for the
-        // guard's lifetime, so no cooperating process or thread writes it.
-        unsafe { &*self.ptr }
+        &self.0.elements()[0]
     }
 }
 
 impl<T: ShmSafe> DerefMut for ValueGuard<'_, T> {
     fn deref_mut(&mut self) -> &mut T {
-        // SAFETY: as in `deref`; `&mut self` makes this the only reference
-        // made through this guard, and the held mutex rules out other guards.
-        unsafe { &mut *self.ptr }
+        &mut self.0.elements_mut()[0]
     }
 }
 
@@ -186,10 +147,9 @@ impl<T: ShmSafe + fmt::Debug> fmt::Debug for ValueGuard<'_, T> {
 mod tests {
     use super::*;
     use crate::error::Error;
+    use std::time::Duration;
 
-    fn name(tag: &str) -> Name {
-        Name::new(&format!("unit-shared-{tag}-{}", std::process::id())).unwrap()
-    }
+    use crate::shared::for_unit_test as name;
 
     #[test]
     fn a_value_round_trips_in_both_modes_and_its_creator_removes_it() {

@@ -21,7 +21,7 @@ use crate::error::Result;
 use crate::ledger::{Ledger, Meter, Witness};
 use crate::name::Name;
 use crate::png::SourceImage;
-use crate::story::Story;
+use crate::story::{ms, Story};
 
 /// Which transport carries the payload.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -124,6 +124,23 @@ pub struct Sent {
     pub ledger: Ledger,
     /// The kernel's view of the transfer phase (first copy to acknowledgement).
     pub witness: Witness,
+}
+
+impl Sent {
+    /// Tells the story of the consumer's acknowledgement, which came after
+    /// `self.wait`, followed by `then` (what the producer does next, if
+    /// anything), and returns the report.
+    pub(crate) fn acknowledged(self, story: &Story, then: &str) -> Sent {
+        story.say(format_args!(
+            "{} acknowledged after {}{then}",
+            self.consumer_pid
+                .map_or("the consumer".to_owned(), |pid| format!(
+                    "consumer pid {pid}"
+                )),
+            ms(self.wait)
+        ));
+        self
+    }
 }
 
 /// The payload as the consumer sees it, valid only during the callback.

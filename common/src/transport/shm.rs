@@ -180,24 +180,16 @@ impl Transport for Shm {
         // truncation is the cause.
         segment.check_intact()?;
         match outcome? {
-            Outcome::Delivered => {
-                story.say(format_args!(
-                    "{} acknowledged after {}; removing the segment",
-                    consumer_pid.map_or("the consumer".to_owned(), |pid| format!(
-                        "consumer pid {pid}"
-                    )),
-                    ms(wait)
-                ));
-                Ok(Sent {
-                    crc32,
-                    copy_started,
-                    copy,
-                    wait,
-                    consumer_pid,
-                    ledger,
-                    witness,
-                })
+            Outcome::Delivered => Ok(Sent {
+                crc32,
+                copy_started,
+                copy,
+                wait,
+                consumer_pid,
+                ledger,
+                witness,
             }
+            .acknowledged(story, "; removing the segment")),
             Outcome::Rejected => Err(Error::rejected_by(consumer_pid)),
             // Only this process withdraws while it lives, and it does so
             // only with an error of its own.

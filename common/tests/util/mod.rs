@@ -364,3 +364,29 @@ pub fn live_segment(
     }
     segment
 }
+
+/// One PNG chunk: length, `kind`, `data` and the CRC-32 of kind and data.
+pub fn png_chunk(kind: &[u8; 4], data: &[u8]) -> Vec<u8> {
+    let mut out = (data.len() as u32).to_be_bytes().to_vec();
+    out.extend_from_slice(kind);
+    out.extend_from_slice(data);
+    let mut crc = crc32fast::Hasher::new();
+    crc.update(kind);
+    crc.update(data);
+    out.extend_from_slice(&crc.finalize().to_be_bytes());
+    out
+}
+
+/// Asserts that the consumer rejected the payload of `segment` (slot 0
+/// REJECTED), then drops it (its owner removes it) and checks that nothing
+/// of `name` is left.
+pub fn assert_rejected_and_clean(segment: common::segment::Segment, name: &str) {
+    use common::layout::state;
+    use std::sync::atomic::Ordering;
+    assert_eq!(
+        segment.slot(0).state.load(Ordering::Acquire),
+        state::REJECTED
+    );
+    drop(segment);
+    assert_clean(name);
+}

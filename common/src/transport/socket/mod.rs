@@ -118,21 +118,16 @@ impl Transport for Socket {
         let wait = waited.elapsed();
         let witness = meter.finish();
         match &answer {
-            a if a == protocol::ACK => {
-                story.say(format_args!(
-                    "consumer pid {consumer_pid} acknowledged after {}",
-                    ms(wait)
-                ));
-                Ok(Sent {
-                    crc32,
-                    copy_started,
-                    copy,
-                    wait,
-                    consumer_pid: Some(consumer_pid),
-                    ledger,
-                    witness,
-                })
+            a if a == protocol::ACK => Ok(Sent {
+                crc32,
+                copy_started,
+                copy,
+                wait,
+                consumer_pid: Some(consumer_pid),
+                ledger,
+                witness,
             }
+            .acknowledged(story, "")),
             a if a == protocol::NAK => Err(Error::rejected_by(Some(consumer_pid))),
             _ => Err(Error::BadMessage {
                 peer: Role::Consumer,
