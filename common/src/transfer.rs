@@ -79,7 +79,7 @@ pub struct ProducerOptions {
     pub transport: TransportKind,
     /// TCP address (for `tcp`).
     pub addr: SocketAddr,
-    /// How the file gets into shared memory (`shm` only).
+    /// How the file gets into shared memory (`shm` and `memfd`).
     pub read: ReadMode,
 }
 
@@ -115,7 +115,7 @@ pub struct ReadFile {
 /// What `producer --json` prints.
 #[derive(Clone, Debug, Serialize)]
 pub struct ProducerReport {
-    /// "shm", "unix" or "tcp".
+    /// "shm", "unix", "tcp" or "memfd".
     pub transport: &'static str,
     /// Segment or socket name.
     pub name: String,
@@ -155,7 +155,7 @@ pub struct ProducerReport {
 /// What `consumer --json` prints.
 #[derive(Clone, Debug, Serialize)]
 pub struct ConsumerReport {
-    /// "shm", "unix" or "tcp".
+    /// "shm", "unix", "tcp" or "memfd".
     pub transport: &'static str,
     /// Segment or socket name.
     pub name: String,
@@ -191,6 +191,10 @@ pub struct ConsumerReport {
     /// The kernel's view of the transfer phase.
     #[serde(flatten)]
     pub witness: Witness,
+    /// memfd only: the seals found on the memory, e.g. `["seal", "shrink",
+    /// "grow", "write"]` (absent for the other transports).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub seals: Option<Vec<&'static str>>,
 }
 
 fn millis(d: Duration) -> f64 {
@@ -236,7 +240,7 @@ pub fn produce(options: &ProducerOptions, story: &Story) -> Result<ProducerRepor
     let image = png::open_source(&options.image)?;
     signals::install()?;
     let read_mode = match options.transport {
-        TransportKind::Shm => options.read,
+        TransportKind::Shm | TransportKind::Memfd => options.read,
         _ => ReadMode::Heap,
     };
     story.say(format_args!(
@@ -392,5 +396,6 @@ pub fn consume(options: &ConsumerOptions, story: &Story) -> Result<ConsumerRepor
         out: options.out.as_ref().map(|p| p.display().to_string()),
         copies: received.ledger.copies().to_vec(),
         witness: checked.witness,
+        seals: received.seals,
     })
 }
