@@ -77,6 +77,8 @@ word_enum! {
         Shm => "shm",
         /// A shared-memory segment with the next copy overlapping the read.
         ShmPipelined => "shm-pipelined",
+        /// A sealed memfd passed over a Unix socket, a fresh one per payload.
+        Memfd => "memfd",
         /// A Unix-domain stream socket.
         Unix => "unix",
         /// A TCP connection over loopback.
@@ -152,6 +154,7 @@ mod tests {
                 "memcpy",
                 "shm",
                 "shm-pipelined",
+                "memfd",
                 "unix",
                 "tcp",
                 "python-shm",

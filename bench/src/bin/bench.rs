@@ -39,7 +39,7 @@ struct Args {
     sizes: Option<String>,
 
     /// Throughput rows to measure, comma-separated, from memcpy, shm,
-    /// shm-pipelined, unix, tcp, python-shm, python-array, iceoryx2
+    /// shm-pipelined, memfd, unix, tcp, python-shm, python-array, iceoryx2
     /// [default: all that this build can run].
     #[arg(long, value_name = "LIST")]
     transports: Option<String>,

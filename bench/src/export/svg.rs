@@ -58,6 +58,7 @@ fn color(transport: Channel) -> RGBColor {
         Channel::Memcpy => RGBColor(0x33, 0x33, 0x33),
         Channel::Shm => RGBColor(0x1f, 0x77, 0xb4),
         Channel::ShmPipelined => RGBColor(0x17, 0xbe, 0xcf),
+        Channel::Memfd => RGBColor(0x8c, 0x56, 0x4b),
         Channel::Unix => RGBColor(0xff, 0x7f, 0x0e),
         Channel::Tcp => RGBColor(0xd6, 0x27, 0x28),
         Channel::PythonShm => RGBColor(0x2c, 0xa0, 0x2c),
@@ -268,6 +269,7 @@ mod tests {
         let mut report = testdata::report();
         for t in [
             Channel::ShmPipelined,
+            Channel::Memfd,
             Channel::PythonShm,
             Channel::PythonArray,
             Channel::Iceoryx2,

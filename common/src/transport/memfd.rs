@@ -57,14 +57,12 @@
 //! goes through `read`/`write` between the processes: the socket carries the
 //! hello, the 24-byte offer, the answer and the decision.
 
-mod seal;
-mod wire;
+pub mod seal;
+pub mod wire;
 
 use std::os::fd::AsFd;
 use std::os::unix::fs::FileExt;
 use std::time::{Duration, Instant, SystemTime};
-
-pub use seal::{names as seal_names, APPLIED, REQUIRED};
 
 use crate::error::{Error, Result, Role};
 use crate::failpoint;
@@ -344,7 +342,7 @@ impl Transport for Memfd {
 /// Checks an offer and its descriptors; on success the memfd is mapped
 /// read-only. Every descriptor received is closed before this returns,
 /// whatever it returns (the mapping keeps the memory).
-fn check_offer(offer: wire::Received, max: u64) -> Result<(seal::Checked, u64, u32)> {
+fn check_offer(offer: wire::ReceivedOffer, max: u64) -> Result<(seal::Checked, u64, u32)> {
     let refuse = |reason: String| Error::BadMessage {
         peer: Role::Producer,
         reason,

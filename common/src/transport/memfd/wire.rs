@@ -7,7 +7,7 @@
 //! 2. producer → consumer: the **offer**, one `sendmsg(2)` of 24 bytes,
 //!    `P1P2MFD\0`, u64 length, u32 CRC-32, u32 zero, with exactly one
 //!    descriptor (the sealed memfd) in an `SCM_RIGHTS` control message.
-//! 3. consumer → producer: the **answer**, [`ACK`] or [`NAK`] (8 bytes).
+//! 3. consumer → producer: the **answer**, `P1P2ACK\0` or `P1P2NAK\0` (8 bytes).
 //! 4. producer → consumer: the **decision**, [`DONE`] or [`WITHDRAWN`] (8
 //!    bytes). The producer may send WITHDRAWN before any answer (its
 //!    deadline, a signal) and then closes.
@@ -40,7 +40,7 @@ use crate::wait::Deadline;
 pub(crate) use crate::transport::socket::protocol::{ACK, NAK};
 
 /// Size of the offer.
-pub(crate) const OFFER_LEN: usize = 24;
+pub const OFFER_LEN: usize = 24;
 
 const OFFER: &[u8; 8] = b"P1P2MFD\0";
 
@@ -49,18 +49,18 @@ const OFFER: &[u8; 8] = b"P1P2MFD\0";
 const STREAM: &[u8; 8] = b"P1P2MSG\0";
 
 /// The producer's decision after an ACK: the payload is delivered.
-pub(crate) const DONE: &[u8; 8] = b"P1P2DON\0";
+pub const DONE: &[u8; 8] = b"P1P2DON\0";
 
 /// The producer's decision at its deadline (or on a signal) before any
 /// answer: the payload is withdrawn, not delivered.
-pub(crate) const WITHDRAWN: &[u8; 8] = b"P1P2WDR\0";
+pub const WITHDRAWN: &[u8; 8] = b"P1P2WDR\0";
 
 /// Descriptors the consumer makes room for with an offer: one is expected,
 /// a few more are received only to be counted and closed.
-pub(crate) const MAX_FDS: usize = 4;
+pub const MAX_FDS: usize = 4;
 
 /// The offer of a payload of `len` bytes with CRC-32 `crc32`.
-pub(crate) fn offer(len: u64, crc32: u32) -> [u8; OFFER_LEN] {
+pub fn offer(len: u64, crc32: u32) -> [u8; OFFER_LEN] {
     let mut offer = [0u8; OFFER_LEN];
     offer[..8].copy_from_slice(OFFER);
     offer[8..16].copy_from_slice(&len.to_le_bytes());
@@ -69,7 +69,7 @@ pub(crate) fn offer(len: u64, crc32: u32) -> [u8; OFFER_LEN] {
 }
 
 /// The announced length and CRC-32, or why `bytes` is not an offer.
-pub(crate) fn parse_offer(bytes: &[u8; OFFER_LEN]) -> std::result::Result<(u64, u32), String> {
+pub fn parse_offer(bytes: &[u8; OFFER_LEN]) -> std::result::Result<(u64, u32), String> {
     if &bytes[..8] == OFFER {
         Ok((
             u64::from_le_bytes(bytes[8..16].try_into().expect("8 bytes")),
@@ -84,7 +84,7 @@ pub(crate) fn parse_offer(bytes: &[u8; OFFER_LEN]) -> std::result::Result<(u64, 
 
 /// What arrived as the offer: its bytes and every descriptor that came with
 /// them.
-pub(crate) struct Received {
+pub struct ReceivedOffer {
     /// The 24 bytes.
     pub bytes: [u8; OFFER_LEN],
     /// Every descriptor received, each closed when dropped.
@@ -99,7 +99,7 @@ pub(crate) struct Received {
 /// # Errors
 /// [`Error::PeerGone`] if the consumer hung up, a timeout, a signal, or the
 /// system's error.
-pub(crate) fn send_offer(
+pub fn send_offer(
     sock: BorrowedFd<'_>,
     offer: &[u8; OFFER_LEN],
     fd: BorrowedFd<'_>,
@@ -147,7 +147,7 @@ pub(crate) fn send_offer(
 /// # Errors
 /// [`Error::PeerGone`] if the producer closed the connection first, a
 /// timeout, a signal, or the system's error.
-pub(crate) fn recv_offer(sock: BorrowedFd<'_>, deadline: &Deadline) -> Result<Received> {
+pub fn recv_offer(sock: BorrowedFd<'_>, deadline: &Deadline) -> Result<ReceivedOffer> {
     let mut bytes = [0u8; OFFER_LEN];
     let mut got = 0;
     let mut fds = Vec::new();
@@ -189,7 +189,7 @@ pub(crate) fn recv_offer(sock: BorrowedFd<'_>, deadline: &Deadline) -> Result<Re
             Err(e) => return Err(Error::io("recvmsg the memfd", e.into())),
         }
     }
-    Ok(Received {
+    Ok(ReceivedOffer {
         bytes,
         fds,
         truncated,
@@ -198,7 +198,7 @@ pub(crate) fn recv_offer(sock: BorrowedFd<'_>, deadline: &Deadline) -> Result<Re
 
 /// What reading one 8-byte word found.
 #[derive(Debug, PartialEq, Eq)]
-pub(crate) enum Word {
+pub enum Word {
     /// The word.
     Got([u8; 8]),
     /// The peer closed the connection (or reset it) first.
@@ -212,7 +212,7 @@ pub(crate) enum Word {
 ///
 /// # Errors
 /// [`Error::Interrupted`] on a signal, or the system's error.
-pub(crate) fn read_word(sock: BorrowedFd<'_>, deadline: &Deadline) -> Result<Word> {
+pub fn read_word(sock: BorrowedFd<'_>, deadline: &Deadline) -> Result<Word> {
     let mut word = [0u8; 8];
     let mut got = 0;
     while got < word.len() {
@@ -237,11 +237,7 @@ pub(crate) fn read_word(sock: BorrowedFd<'_>, deadline: &Deadline) -> Result<Wor
 ///
 /// # Errors
 /// A timeout, [`Error::Interrupted`] on a signal, or the system's error.
-pub(crate) fn write_all(
-    sock: BorrowedFd<'_>,
-    mut bytes: &[u8],
-    deadline: &Deadline,
-) -> Result<bool> {
+pub fn write_all(sock: BorrowedFd<'_>, mut bytes: &[u8], deadline: &Deadline) -> Result<bool> {
     while !bytes.is_empty() {
         signals::check()?;
         match rustix::io::write(sock, bytes) {
