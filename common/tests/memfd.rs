@@ -335,7 +335,8 @@ fn a_memfd_consumer_names_a_unix_producer() {
     consumer
         .wait(LIMIT)
         .fails_with(1, &["--transport unix", "not as a memfd"]);
-    producer.wait(LIMIT).fails_with(1, &["rejected"]);
+    // Its NAK may arrive, or the connection close while it still writes.
+    producer.wait(LIMIT).fails_with(1, &[]);
     assert_clean(&name);
 }
 
