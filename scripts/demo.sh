@@ -4,9 +4,9 @@
 # 1. Builds in release, starts the consumer (P2), then the producer (P1), side
 #    by side in this terminal. The producer keeps exclusive access for a moment
 #    (--hold) so you can watch the consumer wait for it.
-# 2. Sends the same image over shared memory (both read modes), a Unix socket
-#    and TCP, and prints one table: the copies each transport made, and what
-#    the kernel counted, with a few sentences that read it.
+# 2. Sends the same image over shared memory (both read modes), a Unix socket,
+#    TCP and a sealed memfd, and prints one table: the copies each transport
+#    made, and what the kernel counted, with a few sentences that read it.
 #
 # Usage: scripts/demo.sh [--json] [IMAGE]
 #   --json  skip the story and print the table's rows as JSON
@@ -46,6 +46,6 @@ consumer=
 left=$(find /dev/shm -maxdepth 1 -name "p1p2*$name*" | wc -l)
 echo "    P2 wrote what it decoded to $out; files of this run left in /dev/shm: $left"
 echo
-echo "==> 2. The same image over shared memory, a Unix socket and TCP (median of 5 runs each)"
+echo "==> 2. The same image over shared memory, a Unix socket, TCP and a sealed memfd (median of 5 runs each)"
 echo
 "$bin/p1p2-compare" "$image"

@@ -91,6 +91,8 @@ word_enum! {
         ShmPipelinedStd => "shm-pipelined[std]",
         /// `shm-pipelined` with the non-temporal copy.
         ShmPipelinedNt => "shm-pipelined[nt]",
+        /// A sealed memfd passed over a Unix socket, a fresh one per payload.
+        Memfd => "memfd",
         /// A Unix-domain stream socket.
         Unix => "unix",
         /// A TCP connection over loopback.
@@ -198,6 +200,7 @@ mod tests {
                 "shm-pipelined",
                 "shm-pipelined[std]",
                 "shm-pipelined[nt]",
+                "memfd",
                 "unix",
                 "tcp",
                 "python-shm",

@@ -30,7 +30,8 @@ pub struct Scenario {
     pub read: ReadMode,
 }
 
-/// The demo's cases: shared memory with both read modes, then the sockets.
+/// The demo's cases: shared memory with both read modes, the sockets, then
+/// the sealed memfd.
 pub fn scenarios() -> Vec<Scenario> {
     vec![
         Scenario {
@@ -53,6 +54,11 @@ pub fn scenarios() -> Vec<Scenario> {
             transport: TransportKind::Tcp,
             read: ReadMode::Heap,
         },
+        Scenario {
+            label: "memfd",
+            transport: TransportKind::Memfd,
+            read: ReadMode::Direct,
+        },
     ]
 }
 
@@ -61,7 +67,7 @@ pub fn scenarios() -> Vec<Scenario> {
 pub struct Figures {
     /// The scenario's label.
     pub label: String,
-    /// "shm", "unix" or "tcp".
+    /// "shm", "unix", "tcp" or "memfd".
     pub transport: String,
     /// The producer's read mode.
     pub read_mode: String,
@@ -246,7 +252,11 @@ pub fn render(rows: &[Figures]) -> String {
 pub fn explain(rows: &[Figures]) -> Vec<String> {
     let mut said = Vec::new();
     let find = |label: &str| rows.iter().find(|r| r.label == label);
-    if let Some(r) = rows.iter().find(|r| r.transport != "shm") {
+    let socket = || {
+        rows.iter()
+            .find(|r| r.transport == "unix" || r.transport == "tcp")
+    };
+    if let Some(r) = socket() {
         let between = r.user_copies + r.kernel_copies;
         said.push(format!(
             "Over a socket ({}), the {}-byte image was copied {between} times between the \
@@ -291,7 +301,19 @@ pub fn explain(rows: &[Figures]) -> Vec<String> {
             opt(r.rw_bytes, mb),
         ));
     }
-    if let (Some(s), Some(r)) = (find("shm"), rows.iter().find(|r| r.transport != "shm")) {
+    if let Some(r) = find("memfd") {
+        said.push(format!(
+            "The sealed memfd is read in place too: P1 read the file into an anonymous memfd \
+             ({} copy), sealed it and passed the descriptor itself over the Unix socket; P2 \
+             mapped it read-only with {} copies of its own. Only the hello and the answers went \
+             through read/write ({} in all, the file read included), and nothing had a name in \
+             /dev/shm.",
+            r.user_copies + r.kernel_copies,
+            r.consumer_copies,
+            opt(r.rw_bytes, mb),
+        ));
+    }
+    if let (Some(s), Some(r)) = (find("shm"), socket()) {
         let mut sentence = format!(
             "So: {} copies over a socket against {} over shared memory.",
             r.user_copies + r.kernel_copies + r.file_read_copies,

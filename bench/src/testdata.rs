@@ -19,7 +19,7 @@ pub fn row(transport: Channel, mode: Mode, pin: Pin, bytes: u64, gbps: f64) -> C
     let samples = vec![(t * 1.05) as u64, t.round() as u64, (t * 0.95) as u64];
     let copies = match transport {
         Channel::Memcpy | Channel::MemcpyNt => 1.0,
-        Channel::Shm | Channel::ShmStd | Channel::ShmNt => 1.0,
+        Channel::Shm | Channel::ShmStd | Channel::ShmNt | Channel::Memfd => 1.0,
         _ => 2.0,
     };
     let syscalls = match transport {

@@ -30,6 +30,13 @@ pub const POINTS: &[&str] = &[
     // Unix socket transport: the socket is bound and listening under its
     // temporary name, not yet published.
     "producer:bound",
+    // memfd transport: the memfd is filled and sealed (no socket yet); the
+    // offer carrying it has been sent; the consumer holds the received
+    // descriptors; the consumer has answered and awaits the decision.
+    "producer:sealed",
+    "producer:sent",
+    "consumer:received",
+    "consumer:answered",
 ];
 
 /// Stops this process with SIGSTOP if `P1P2_STOP_AT` names `point`.

@@ -82,7 +82,7 @@ pub struct ProducerOptions {
     pub transport: TransportKind,
     /// TCP address (for `tcp`).
     pub addr: SocketAddr,
-    /// How the file gets into shared memory (`shm` only).
+    /// How the file gets into shared memory (`shm` and `memfd`).
     pub read: ReadMode,
     /// How a heap buffer is copied into shared memory (`shm --read heap`).
     pub copy: CopyMode,
@@ -120,7 +120,7 @@ pub struct ReadFile {
 /// What `producer --json` prints.
 #[derive(Clone, Debug, Serialize)]
 pub struct ProducerReport {
-    /// "shm", "unix" or "tcp".
+    /// "shm", "unix", "tcp" or "memfd".
     pub transport: &'static str,
     /// Segment or socket name.
     pub name: String,
@@ -163,7 +163,7 @@ pub struct ProducerReport {
 /// What `consumer --json` prints.
 #[derive(Clone, Debug, Serialize)]
 pub struct ConsumerReport {
-    /// "shm", "unix" or "tcp".
+    /// "shm", "unix", "tcp" or "memfd".
     pub transport: &'static str,
     /// Segment or socket name.
     pub name: String,
@@ -199,6 +199,10 @@ pub struct ConsumerReport {
     /// The kernel's view of the transfer phase.
     #[serde(flatten)]
     pub witness: Witness,
+    /// memfd only: the seals found on the memory, e.g. `["seal", "shrink",
+    /// "grow", "write"]` (absent for the other transports).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub seals: Option<Vec<&'static str>>,
 }
 
 fn millis(d: Duration) -> f64 {
@@ -244,7 +248,7 @@ pub fn produce(options: &ProducerOptions, story: &Story) -> Result<ProducerRepor
     let image = png::open_source(&options.image)?;
     signals::install()?;
     let read_mode = match options.transport {
-        TransportKind::Shm => options.read,
+        TransportKind::Shm | TransportKind::Memfd => options.read,
         _ => ReadMode::Heap,
     };
     story.say(format_args!(
@@ -407,5 +411,6 @@ pub fn consume(options: &ConsumerOptions, story: &Story) -> Result<ConsumerRepor
         out: options.out.as_ref().map(|p| p.display().to_string()),
         copies: received.ledger.copies().to_vec(),
         witness: checked.witness,
+        seals: received.seals,
     })
 }

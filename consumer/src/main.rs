@@ -48,8 +48,9 @@ struct Args {
     #[arg(long, default_value_t = Limits::default().max_alloc >> 20, value_name = "MIB")]
     max_alloc: u64,
 
-    /// How the payload travels: shared memory, a Unix socket or TCP.
-    #[arg(long, default_value = "shm", value_name = "shm|unix|tcp")]
+    /// How the payload travels: shared memory, a Unix socket, TCP, or a
+    /// sealed memfd passed over a Unix socket.
+    #[arg(long, default_value = "shm", value_name = "shm|unix|tcp|memfd")]
     transport: TransportKind,
 
     /// Address of the producer with --transport tcp.

@@ -40,8 +40,9 @@ struct Args {
     #[arg(long, default_value_t = 0, value_name = "MS")]
     hold: u64,
 
-    /// How the payload travels: shared memory, a Unix socket or TCP.
-    #[arg(long, default_value = "shm", value_name = "shm|unix|tcp")]
+    /// How the payload travels: shared memory, a Unix socket, TCP, or a
+    /// sealed memfd passed over a Unix socket.
+    #[arg(long, default_value = "shm", value_name = "shm|unix|tcp|memfd")]
     transport: TransportKind,
 
     /// Address to listen on with --transport tcp.
@@ -49,8 +50,9 @@ struct Args {
     addr: SocketAddr,
 
     /// How the file gets into shared memory: `direct` reads it straight into
-    /// the segment (one kernel copy), `heap` reads it into a buffer and then
-    /// copies that in (two copies). Sockets always read into a buffer.
+    /// the segment or memfd (one kernel copy), `heap` reads it into a buffer
+    /// and then copies that in (two copies). Sockets always read into a
+    /// buffer.
     #[arg(long, default_value = "direct", value_name = "direct|heap")]
     read: ReadMode,
 

@@ -47,7 +47,7 @@ struct Args {
 
     /// Throughput rows to measure, comma-separated, from memcpy, memcpy-nt,
     /// shm, shm[std], shm[nt], shm-pipelined, shm-pipelined[std],
-    /// shm-pipelined[nt], unix, tcp, python-shm, python-array, iceoryx2
+    /// shm-pipelined[nt], memfd, unix, tcp, python-shm, python-array, iceoryx2
     /// [default: all that this build can run].
     #[arg(long, value_name = "LIST")]
     transports: Option<String>,

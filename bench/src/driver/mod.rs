@@ -333,6 +333,9 @@ impl Driver<'_> {
                         Channel::ShmPipelined | Channel::Unix | Channel::Tcp => {
                             jobs.push(Job::Peers(case(Mode::Steady)))
                         }
+                        // A fresh sealed memfd per payload is the transport;
+                        // there is no steady mode (see peer/memfd.rs).
+                        Channel::Memfd => jobs.push(Job::Peers(case(Mode::Cold))),
                         Channel::PythonShm | Channel::PythonArray if python_ok => {
                             jobs.push(Job::Python(case(Mode::Steady)))
                         }
@@ -673,6 +676,20 @@ fn method_notes(options: &Options, report: &Report, python: Option<&str>) -> Vec
             "shm-pipelined: {} slots; a sample is the interval between two acknowledgements",
             options.slots.max(2)
         ));
+    }
+    if has(Channel::Memfd) {
+        notes.push(
+            "memfd: cold only, a fresh memfd per payload, filled with one memcpy, unmapped, \
+             sealed (shrink, grow, write, seal) and passed over a Unix socket (SCM_RIGHTS); the \
+             receiver checks it (fstat, /proc/self/fd, F_GET_SEALS, size), maps it read-only and \
+             reads it in place. No steady mode: a reused memfd cannot carry F_SEAL_WRITE, and \
+             without it the receiver must trust the sender as with named shm (the shm steady \
+             row). Its syscalls column counts read/write only (the 8-byte answer); each \
+             transfer also makes memfd_create, ftruncate, mmap, munmap, fcntl and sendmsg on \
+             the sender's side and recvmsg, fstat, readlink, fcntl, mmap, munmap and close on \
+             the receiver's"
+                .to_string(),
+        );
     }
     if options.pins.contains(&Pin::Split) || options.latency_pins.contains(&Pin::Split) {
         notes.push(if options.spin.is_zero() {

@@ -67,6 +67,7 @@ fn color(transport: Channel) -> RGBColor {
         Channel::ShmPipelined | Channel::ShmPipelinedStd | Channel::ShmPipelinedNt => {
             RGBColor(0x17, 0xbe, 0xcf)
         }
+        Channel::Memfd => RGBColor(0x8c, 0x56, 0x4b),
         Channel::Unix => RGBColor(0xff, 0x7f, 0x0e),
         Channel::Tcp => RGBColor(0xd6, 0x27, 0x28),
         Channel::PythonShm => RGBColor(0x2c, 0xa0, 0x2c),
@@ -297,6 +298,7 @@ mod tests {
         let mut report = testdata::report();
         for t in [
             Channel::ShmPipelined,
+            Channel::Memfd,
             Channel::PythonShm,
             Channel::PythonArray,
             Channel::Iceoryx2,

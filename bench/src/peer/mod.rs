@@ -18,6 +18,11 @@
 //!   receiver reads slot k-1. A sample is the interval between two successive
 //!   acknowledgements as the sender observes them, which is when it waits for
 //!   a slot to be free again: the steady-state period of the pipeline.
+//! - **memfd, cold** (the only memfd mode): from the sender's `memfd_create`,
+//!   through its `memcpy` into the memfd, the seals and the `sendmsg` of the
+//!   descriptor, the receiver's checks, read-only mapping and read of every
+//!   byte in place, until the sender has read the 8-byte answer. Why there
+//!   is no steady mode: see `memfd`.
 //! - **unix, tcp**: from the sender's first `write(2)` of the payload until it
 //!   has read the receiver's 8-byte acknowledgement, written after the
 //!   receiver `read(2)` every byte into its buffer and checked it.
@@ -39,9 +44,11 @@
 //! - [`sample`]: counting warm-up and measured transfers, and the counters
 //!   around them;
 //! - `shm`: the shared-memory peers, on the product's segments;
-//! - `socket`: the Unix and TCP socket peers, on the product's connections.
+//! - `socket`: the Unix and TCP socket peers, on the product's connections;
+//! - `memfd`: the sealed-memfd peers, on the product's memfd code.
 
 pub mod affinity;
+mod memfd;
 pub mod report;
 pub mod sample;
 mod shm;
@@ -137,6 +144,12 @@ pub fn run(role: Role, spec: &Spec) -> Result<PeerReport> {
         (Test::Throughput, Channel::ShmPipelined, Role::Producer) => shm::sender(spec, true),
         (Test::Throughput, Channel::Shm | Channel::ShmPipelined, Role::Consumer) => {
             shm::receiver(spec)
+        }
+        (Test::Throughput, Channel::Memfd, Role::Producer) if spec.mode == Mode::Cold => {
+            memfd::cold_sender(spec)
+        }
+        (Test::Throughput, Channel::Memfd, Role::Consumer) if spec.mode == Mode::Cold => {
+            memfd::cold_receiver(spec)
         }
         (Test::Throughput, Channel::Unix | Channel::Tcp, Role::Producer) => {
             socket::sender(spec, false)

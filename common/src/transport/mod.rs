@@ -8,7 +8,10 @@
 //!   and the consumer reads it in place.
 //! - [`socket`]: a Unix domain or TCP stream; the payload is copied into the
 //!   kernel by `write` and out of it by `read`.
+//! - [`memfd`]: an anonymous, sealed memfd passed over a Unix socket
+//!   (`SCM_RIGHTS`); the consumer maps it read-only and reads it in place.
 
+pub mod memfd;
 pub mod shm;
 pub mod socket;
 
@@ -32,12 +35,18 @@ pub enum TransportKind {
     Unix,
     /// A TCP connection (loopback by default).
     Tcp,
+    /// An anonymous, sealed memfd passed over a Unix socket.
+    Memfd,
 }
 
 impl TransportKind {
     /// Every transport, in the order tables show them.
-    pub const ALL: [TransportKind; 3] =
-        [TransportKind::Shm, TransportKind::Unix, TransportKind::Tcp];
+    pub const ALL: [TransportKind; 4] = [
+        TransportKind::Shm,
+        TransportKind::Unix,
+        TransportKind::Tcp,
+        TransportKind::Memfd,
+    ];
 
     /// The name used on the command line and in JSON.
     pub fn as_str(self) -> &'static str {
@@ -45,6 +54,7 @@ impl TransportKind {
             TransportKind::Shm => "shm",
             TransportKind::Unix => "unix",
             TransportKind::Tcp => "tcp",
+            TransportKind::Memfd => "memfd",
         }
     }
 
@@ -53,6 +63,7 @@ impl TransportKind {
         match self {
             TransportKind::Shm => Box::new(shm::Shm),
             TransportKind::Unix | TransportKind::Tcp => Box::new(socket::Socket::new(self, addr)),
+            TransportKind::Memfd => Box::new(memfd::Memfd),
         }
     }
 }
@@ -64,7 +75,7 @@ impl FromStr for TransportKind {
         TransportKind::ALL
             .into_iter()
             .find(|k| k.as_str() == s)
-            .ok_or_else(|| format!("unknown transport {s:?} (choose shm, unix or tcp)"))
+            .ok_or_else(|| format!("unknown transport {s:?} (choose shm, unix, tcp or memfd)"))
     }
 }
 
@@ -167,6 +178,8 @@ pub struct Received {
     pub producer_pid: Option<u32>,
     /// The copies of the payload this process made while receiving.
     pub ledger: Ledger,
+    /// The seals found on the payload's memory (memfd only).
+    pub seals: Option<Vec<&'static str>>,
 }
 
 /// One way of carrying a payload from producer to consumer.

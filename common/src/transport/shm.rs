@@ -331,6 +331,7 @@ impl Transport for Shm {
                     producer_pid: Some(producer),
                     // Read in place: no copy of the payload at all.
                     ledger: Ledger::new(),
+                    seals: None,
                 })
             }
             (Err(e), Ok(_)) => Err(e),

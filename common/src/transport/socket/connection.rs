@@ -246,7 +246,7 @@ impl Conn {
 
     /// The pid of the process at the other end of a Unix socket
     /// (`SO_PEERCRED`); `None` for TCP or when the kernel does not say.
-    pub(super) fn peer_pid(&self) -> Option<u32> {
+    pub(crate) fn peer_pid(&self) -> Option<u32> {
         sockopt::socket_peercred(self.file.as_fd())
             .ok()
             .map(|cred| cred.pid.as_raw_nonzero().get() as u32)
@@ -377,6 +377,13 @@ impl Conn {
             }
         }
         Ok(true)
+    }
+}
+
+impl AsFd for Conn {
+    /// The socket's descriptor, for `sendmsg`/`recvmsg` with ancillary data.
+    fn as_fd(&self) -> std::os::fd::BorrowedFd<'_> {
+        self.file.as_fd()
     }
 }
 

@@ -27,7 +27,7 @@ use crate::wait::{Deadline, SLICE};
 
 mod connection;
 mod paths;
-mod protocol;
+pub(crate) mod protocol;
 
 pub use connection::{Conn, Endpoint, Listener};
 pub use paths::{is_socket_file, probe, remove_stale, Probe};
@@ -221,6 +221,7 @@ impl Transport for Socket {
                     receive,
                     producer_pid,
                     ledger,
+                    seals: None,
                 })
             }
             Err(e) => {
