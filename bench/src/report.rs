@@ -92,6 +92,28 @@ pub struct CaseResult {
     pub note: Option<String>,
     /// Every measured transfer time, in the order measured.
     pub samples_ns: Vec<u64>,
+    /// The rounds this row merges, in the order they ran, each with its own
+    /// samples, wall time and CPU time: the unit of every statistic that
+    /// must give each round equal weight.
+    #[serde(default)]
+    pub rounds: Vec<Round>,
+}
+
+/// One round of a case: a run of the two processes, taking its turn with the
+/// other cases of its size.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct Round {
+    /// Its place in the run's order of rounds (0 first), so that a reader
+    /// can tell where a round starts and ends, and what ran before it.
+    pub index: usize,
+    /// Every measured transfer (or round trip) of the round, in order.
+    pub samples_ns: Vec<u64>,
+    /// Wall time from the start of the round's first measured transfer to
+    /// the end of its last, as the sender measured it.
+    pub wall_ns: u64,
+    /// User plus system CPU time of both processes over the round, when known.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cpu_ms: Option<f64>,
 }
 
 impl CaseResult {
@@ -130,6 +152,7 @@ impl CaseResult {
             copy: None,
             note: None,
             samples_ns,
+            rounds: Vec::new(),
         })
     }
 
@@ -187,6 +210,9 @@ pub struct LatencyResult {
     pub p99_ns: f64,
     /// Every measured round-trip time, in the order measured.
     pub samples_ns: Vec<u64>,
+    /// The rounds this row merges (see [`Round`]).
+    #[serde(default)]
+    pub rounds: Vec<Round>,
 }
 
 impl LatencyResult {
@@ -211,6 +237,7 @@ impl LatencyResult {
             p90_ns: s.p90,
             p99_ns: s.p99,
             samples_ns,
+            rounds: Vec::new(),
         })
     }
 }
