@@ -97,6 +97,11 @@ word_enum! {
         Unix => "unix",
         /// A TCP connection over loopback.
         Tcp => "tcp",
+        /// `unix` streamed: the sender keeps `--slots` payloads outstanding,
+        /// as `shm-pipelined` does, and the receiver acknowledges each one.
+        UnixStream => "unix-stream",
+        /// `tcp` streamed, like `unix-stream`.
+        TcpStream => "tcp-stream",
         /// Python's `multiprocessing.shared_memory`.
         PythonShm => "python-shm",
         /// Python, the payload copied through a `multiprocessing` array.
@@ -128,6 +133,20 @@ word_enum! {
     }
 }
 
+word_enum! {
+    /// How every waiting process of a case waits for the other (`--wait`).
+    Wait, "wait mode" {
+        /// Sleep at once: shared-memory waits go to the futex without
+        /// spinning, socket readers block in `read(2)`.
+        Block => "block",
+        /// Busy-poll first, up to `--spin-us`, then sleep: shared-memory
+        /// waits spin on the state word, socket readers make non-blocking
+        /// reads in a loop. Only with the peers on different CPUs
+        /// (`pin=split`); elsewhere a spin could only delay the peer.
+        Spin => "spin",
+    }
+}
+
 impl Channel {
     /// The single copies in one process (`memcpy`, `memcpy-nt`): the
     /// ceilings every transport is compared with.
@@ -142,6 +161,32 @@ impl Channel {
             Channel::ShmNt | Channel::ShmPipelinedNt => Some(CopyMode::Nt),
             _ => None,
         }
+    }
+
+    /// The socket transports streamed with several payloads outstanding.
+    pub fn is_stream(self) -> bool {
+        matches!(self, Channel::UnixStream | Channel::TcpStream)
+    }
+
+    /// Whether its processes wait for each other in a way `--wait` sets
+    /// (shared memory and sockets on this crate's code, and iceoryx2's
+    /// polling; not the ceilings, memfd or Python, which wait as their own
+    /// code does).
+    pub fn waits(self) -> bool {
+        matches!(
+            self,
+            Channel::Shm
+                | Channel::ShmStd
+                | Channel::ShmNt
+                | Channel::ShmPipelined
+                | Channel::ShmPipelinedStd
+                | Channel::ShmPipelinedNt
+                | Channel::Unix
+                | Channel::Tcp
+                | Channel::UnixStream
+                | Channel::TcpStream
+                | Channel::Iceoryx2
+        )
     }
 
     /// The transport a `[std]` or `[nt]` row measures (`shm` or
@@ -203,6 +248,8 @@ mod tests {
                 "memfd",
                 "unix",
                 "tcp",
+                "unix-stream",
+                "tcp-stream",
                 "python-shm",
                 "python-array",
                 "iceoryx2"
@@ -219,6 +266,10 @@ mod tests {
         assert_eq!(Channel::ShmPipelinedNt.base(), Channel::ShmPipelined);
         assert_eq!(Channel::ShmStd.base(), Channel::Shm);
         assert_eq!(Channel::Tcp.base(), Channel::Tcp);
+        assert!(Channel::TcpStream.is_stream() && !Channel::Tcp.is_stream());
+        assert!(Channel::UnixStream.waits() && !Channel::Memcpy.waits());
+        assert_eq!("block".parse::<Wait>().unwrap(), Wait::Block);
+        assert_eq!(serde_json::to_string(&Wait::Spin).unwrap(), "\"spin\"");
         assert_eq!(Channel::ShmNt.forced_copy(), Some(CopyMode::Nt));
         assert_eq!(Channel::ShmPipelinedStd.forced_copy(), Some(CopyMode::Std));
         assert_eq!(Channel::Shm.forced_copy(), None);

@@ -66,6 +66,6 @@ pub mod targets;
 mod testdata;
 pub mod units;
 
-pub use case::{Case, Channel, Mode, Pin};
+pub use case::{Case, Channel, Mode, Pin, Wait};
 pub use machine::Machine;
 pub use report::{CaseResult, Config, LatencyResult, Report};

@@ -143,9 +143,159 @@ pub fn rfc3339_utc(unix_time: u64) -> String {
     )
 }
 
+/// The state of the machine over a run, beyond what [`Machine`] says:
+/// steal time, transparent huge pages and whether the source tree had
+/// uncommitted changes.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct HostState {
+    /// Whether `git status --porcelain` listed changes (tracked files) in
+    /// the working directory; `None` outside a repository or without git.
+    #[serde(default)]
+    pub git_dirty: Option<bool>,
+    /// The selected mode of /sys/kernel/mm/transparent_hugepage/enabled,
+    /// e.g. "madvise".
+    #[serde(default)]
+    pub thp_enabled: Option<String>,
+    /// The selected mode of .../transparent_hugepage/shmem_enabled (the
+    /// one shared memory gets), e.g. "never".
+    #[serde(default)]
+    pub thp_shmem_enabled: Option<String>,
+    /// CPU time stolen by the hypervisor over the run, all CPUs, from the
+    /// "cpu" line of /proc/stat at the start and at the end.
+    #[serde(default)]
+    pub steal: Option<Steal>,
+    #[serde(skip)]
+    start: Option<CpuTicks>,
+}
+
+/// Steal time over a run.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct Steal {
+    /// Stolen time, in milliseconds (summed over CPUs).
+    pub ms: f64,
+    /// Stolen time as a percentage of all CPU time over the run.
+    pub percent: f64,
+}
+
+/// The steal and total ticks of the "cpu" line of /proc/stat.
+#[derive(Clone, Copy, Debug, Default, PartialEq)]
+struct CpuTicks {
+    steal: u64,
+    total: u64,
+}
+
+impl HostState {
+    /// The state at the start of a run (steal time is known once
+    /// [`HostState::until_now`] is called). Never fails.
+    pub fn detect() -> HostState {
+        HostState {
+            git_dirty: git_dirty(),
+            thp_enabled: thp("enabled"),
+            thp_shmem_enabled: thp("shmem_enabled"),
+            steal: None,
+            start: read_ticks(),
+        }
+    }
+
+    /// The state over the run so far: steal time since [`HostState::detect`].
+    pub fn until_now(&self) -> HostState {
+        let steal = self
+            .start
+            .zip(read_ticks())
+            .map(|(a, b)| steal_between(a, b));
+        HostState {
+            steal,
+            start: None,
+            ..self.clone()
+        }
+    }
+}
+
+fn steal_between(a: CpuTicks, b: CpuTicks) -> Steal {
+    let steal = b.steal.saturating_sub(a.steal);
+    let total = b.total.saturating_sub(a.total);
+    let hz = rustix::param::clock_ticks_per_second().max(1) as f64;
+    Steal {
+        ms: steal as f64 * 1e3 / hz,
+        percent: if total == 0 {
+            0.0
+        } else {
+            steal as f64 * 100.0 / total as f64
+        },
+    }
+}
+
+fn read_ticks() -> Option<CpuTicks> {
+    ticks_from_stat(&std::fs::read_to_string("/proc/stat").ok()?)
+}
+
+/// The steal (8th field) and total ticks of the "cpu" line of /proc/stat's
+/// text (guest time is already in user and nice, so it is not added).
+fn ticks_from_stat(text: &str) -> Option<CpuTicks> {
+    let line = text.lines().find(|l| l.starts_with("cpu "))?;
+    let fields: Vec<u64> = line
+        .split_whitespace()
+        .skip(1)
+        .map(|f| f.parse().ok())
+        .collect::<Option<_>>()?;
+    Some(CpuTicks {
+        steal: *fields.get(7)?,
+        total: fields.iter().take(8).sum(),
+    })
+}
+
+/// The bracketed (selected) word of a THP setting, e.g. "always [madvise]
+/// never" gives "madvise".
+fn selected(text: &str) -> Option<String> {
+    let start = text.find('[')? + 1;
+    let end = start + text[start..].find(']')?;
+    Some(text[start..end].to_string())
+}
+
+fn thp(file: &str) -> Option<String> {
+    let text =
+        std::fs::read_to_string(format!("/sys/kernel/mm/transparent_hugepage/{file}")).ok()?;
+    selected(&text)
+}
+
+/// Whether `git status --porcelain --untracked-files=no` lists anything.
+fn git_dirty() -> Option<bool> {
+    let out = Command::new("git")
+        .args(["status", "--porcelain", "--untracked-files=no"])
+        .stdin(Stdio::null())
+        .stderr(Stdio::null())
+        .output()
+        .ok()?;
+    out.status.success().then_some(!out.stdout.is_empty())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn steal_and_thp_are_read_from_their_files_text() {
+        let stat = "cpu  100 0 50 800 10 0 5 35 0 0\ncpu0 1 2 3 4 5 6 7 8 0 0\n";
+        let t = ticks_from_stat(stat).unwrap();
+        assert_eq!((t.steal, t.total), (35, 1000));
+        let later = CpuTicks {
+            steal: 45,
+            total: 2000,
+        };
+        let s = steal_between(t, later);
+        assert!((s.percent - 1.0).abs() < 1e-12, "{s:?}");
+        assert!(s.ms > 0.0);
+        assert_eq!(ticks_from_stat("intr 1 2\n"), None);
+        assert_eq!(
+            selected("always [madvise] never\n").as_deref(),
+            Some("madvise")
+        );
+        assert_eq!(selected("always madvise never"), None);
+        let host = HostState::detect().until_now();
+        if std::path::Path::new("/proc/stat").exists() {
+            assert!(host.steal.is_some());
+        }
+    }
 
     #[test]
     fn cpu_model_is_found_in_cpuinfo() {

@@ -8,8 +8,8 @@ use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
 
-use crate::case::{Case, Channel, Mode, Pin};
-use crate::machine::Machine;
+use crate::case::{Case, Channel, Mode, Pin, Wait};
+use crate::machine::{HostState, Machine};
 use crate::stats;
 use common::copy::CopyMode;
 
@@ -40,6 +40,44 @@ pub struct Config {
     /// The `--copy` of the shm and shm-pipelined rows, when recorded.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub copy: Option<CopyMode>,
+    /// Rounds per throughput case (`--rounds`; 1 with `--runs`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub rounds: Option<usize>,
+    /// Rounds per latency case.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub latency_rounds: Option<usize>,
+    /// Slots of the pipelined segment, and payloads outstanding in the
+    /// streamed socket rows (`--slots`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub slots: Option<u32>,
+    /// The spin budget of `wait=spin`, in microseconds (`--spin-us`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub spin_us: Option<u64>,
+    /// The factor on every time budget (`--budget-scale`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub budget_scale: Option<f64>,
+    /// The waiting modes measured (`--wait`; both by default).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub wait: Vec<Wait>,
+    /// The sizes at which every waiting mode ran.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub wait_sizes: Vec<u64>,
+    /// The seed of the shuffled case order (`--seed`; from the clock when
+    /// not given).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub seed: Option<u64>,
+    /// How the cases took turns.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub order: Option<String>,
+    /// What happens to the samples of a pipeline's drain.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub drained: Option<String>,
+    /// The full command line, program first.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub command_line: Vec<String>,
+    /// The state of the machine over the run: steal time, THP, git tree.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub host: Option<HostState>,
 }
 
 /// Throughput of one case: every raw sample and the statistics made from them.
@@ -53,6 +91,16 @@ pub struct CaseResult {
     pub pin: Pin,
     /// Payload size in bytes.
     pub bytes: u64,
+    /// How the processes waited for each other (`--wait`): "block" or
+    /// "spin"; absent for rows whose waiting the benchmark does not set
+    /// (memcpy, memfd, Python).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub wait: Option<Wait>,
+    /// Socket buffer sizes the kernel granted, read back with `getsockopt`
+    /// (socket rows): the sender's `SO_SNDBUF` and the receiver's
+    /// `SO_RCVBUF`, in bytes.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub socket_buffers: Option<SocketBuffers>,
     /// Measured transfers (the number of samples).
     pub runs: usize,
     /// Unmeasured warm-up transfers before them.
@@ -99,6 +147,15 @@ pub struct CaseResult {
     pub rounds: Vec<Round>,
 }
 
+/// The socket buffer sizes the kernel granted to a socket row's peers.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SocketBuffers {
+    /// The sender's `SO_SNDBUF`.
+    pub sndbuf: u64,
+    /// The receiver's `SO_RCVBUF`.
+    pub rcvbuf: u64,
+}
+
 /// One round of a case: a run of the two processes, taking its turn with the
 /// other cases of its size.
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
@@ -135,6 +192,8 @@ impl CaseResult {
             mode: case.mode,
             pin: case.pin,
             bytes: case.bytes,
+            wait: None,
+            socket_buffers: None,
             runs: s.n,
             warmup,
             median_ns: s.median,

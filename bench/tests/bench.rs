@@ -103,6 +103,8 @@ fn a_tiny_benchmark_writes_every_file_and_leaves_nothing_behind() {
             "--round-trips",
             "200",
             "--no-python",
+            "--seed",
+            "7",
             "--out",
             out,
         ],
@@ -134,6 +136,8 @@ fn a_tiny_benchmark_writes_every_file_and_leaves_nothing_behind() {
         ("shm-pipelined", 1.0),
         ("unix", 2.0),
         ("tcp", 2.0),
+        ("unix-stream", 2.0),
+        ("tcp-stream", 2.0),
     ];
     for bytes in [4096u64, 65_536] {
         for (transport, want_copies) in copies {
@@ -152,7 +156,9 @@ fn a_tiny_benchmark_writes_every_file_and_leaves_nothing_behind() {
             if has_proc_io() {
                 match transport {
                     // write + read of the acknowledgement, read + its write.
-                    "unix" | "tcp" => assert!(syscalls >= 4.0, "{transport}: {syscalls}"),
+                    "unix" | "tcp" | "unix-stream" | "tcp-stream" => {
+                        assert!(syscalls >= 4.0, "{transport}: {syscalls}")
+                    }
                     // A memcpy and reads in place: no read/write call at all.
                     _ => assert_eq!(syscalls, 0.0, "{transport}"),
                 }
@@ -189,6 +195,106 @@ fn a_tiny_benchmark_writes_every_file_and_leaves_nothing_behind() {
         }
     }
     assert_eq!(v["config"]["copy"], "auto");
+
+    // Rounds: with --runs, one per throughput case; --rounds (3) per
+    // latency case. Every round has its own place in the run's order.
+    let mut indexes = Vec::new();
+    for r in v["results"].as_array().unwrap() {
+        let rounds = r["rounds"].as_array().unwrap();
+        assert_eq!(rounds.len(), 1, "{r}");
+        assert_eq!(rounds[0]["samples_ns"], r["samples_ns"]);
+        let wall = rounds[0]["wall_ns"].as_u64().unwrap();
+        let sum: u64 = r["samples_ns"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|x| x.as_u64().unwrap())
+            .sum();
+        assert!(wall >= sum.min(wall.max(1)) && wall > 0, "{r}");
+        if r["transport"] != "memcpy" && r["transport"] != "memcpy-nt" {
+            assert!(rounds[0]["cpu_ms"].as_f64().unwrap() > 0.0, "{r}");
+        }
+        indexes.push(rounds[0]["index"].as_u64().unwrap());
+    }
+    let latency_rows = v["latency"].as_array().unwrap();
+    for l in latency_rows {
+        let rounds = l["rounds"].as_array().unwrap();
+        assert_eq!(rounds.len(), 3, "{l}");
+        let n: usize = rounds
+            .iter()
+            .map(|r| r["samples_ns"].as_array().unwrap().len())
+            .sum();
+        assert_eq!(n, 200, "the rounds' round trips add up");
+        indexes.extend(rounds.iter().map(|r| r["index"].as_u64().unwrap()));
+    }
+    indexes.sort_unstable();
+    assert_eq!(
+        indexes,
+        (0..indexes.len() as u64).collect::<Vec<_>>(),
+        "one index per round, 0 first, none twice"
+    );
+    // The latency cases of one placement take turns: a case's rounds are
+    // not consecutive.
+    let first = &latency_rows[0]["rounds"];
+    assert!(first[1]["index"].as_u64().unwrap() > first[0]["index"].as_u64().unwrap() + 1);
+
+    // Waiting modes: both at 4 KiB on two CPUs (the default --wait-sizes),
+    // block alone on one; none for memcpy.
+    let waits = |t: &str, bytes: u64| -> Vec<String> {
+        v["results"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter(|r| r["transport"] == t && r["mode"] == "steady" && r["bytes"] == bytes)
+            .map(|r| r["wait"].as_str().unwrap_or("none").to_string())
+            .collect()
+    };
+    for t in [
+        "shm",
+        "shm-pipelined",
+        "unix",
+        "tcp",
+        "unix-stream",
+        "tcp-stream",
+    ] {
+        if want_pin == "split" {
+            assert_eq!(waits(t, 4096), ["spin", "block"], "{t}");
+            assert_eq!(waits(t, 65_536), ["spin"], "{t}");
+        } else {
+            assert_eq!(waits(t, 4096), ["block"], "{t}");
+        }
+    }
+    assert_eq!(waits("memcpy", 4096), ["none"]);
+    // The socket buffers the kernel granted, read back.
+    for t in ["unix", "tcp-stream"] {
+        let b = &row(&v, t, "steady", 65_536)["socket_buffers"];
+        assert!(b["sndbuf"].as_u64().unwrap() > 0, "{t}: {b}");
+        assert!(b["rcvbuf"].as_u64().unwrap() > 0, "{t}: {b}");
+    }
+
+    // Settings and the machine's state.
+    let config = &v["config"];
+    assert_eq!(config["seed"], 7);
+    assert_eq!(config["slots"], 2);
+    assert_eq!(config["spin_us"], 1000);
+    assert_eq!(config["latency_rounds"], 3);
+    assert_eq!(config["wait"], serde_json::json!(["spin", "block"]));
+    let cmd: Vec<&str> = config["command_line"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|a| a.as_str().unwrap())
+        .collect();
+    assert!(cmd.windows(2).any(|w| w == ["--seed", "7"]), "{cmd:?}");
+    assert!(config["drained"].as_str().unwrap().contains("excluded"));
+    let host = &config["host"];
+    assert!(host["git_dirty"].is_boolean(), "{host}");
+    if Path::new("/proc/stat").exists() {
+        assert!(host["steal"]["percent"].as_f64().unwrap() >= 0.0, "{host}");
+    }
+    if Path::new("/sys/kernel/mm/transparent_hugepage/enabled").exists() {
+        assert!(host["thp_enabled"].is_string(), "{host}");
+    }
 
     let latency = v["latency"].as_array().unwrap();
     for (transport, variant) in [

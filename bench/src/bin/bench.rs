@@ -99,7 +99,8 @@ struct Args {
     #[arg(long, default_value = "8MiB,64MiB", value_name = "LIST")]
     copy_sizes: String,
 
-    /// Slots of the pipelined segment.
+    /// Slots of the pipelined segment, and payloads outstanding in the
+    /// unix-stream and tcp-stream rows.
     #[arg(long, default_value_t = 2, value_name = "N", value_parser = clap::value_parser!(u32).range(2..=31))]
     slots: u32,
 
@@ -107,6 +108,21 @@ struct Args {
     /// on different CPUs (0: never spin).
     #[arg(long, default_value_t = 1000, value_name = "MICROS")]
     spin_us: u64,
+
+    /// How every process waits for the other: spin (busy-poll the state
+    /// word or make non-blocking reads, up to --spin-us, on different CPUs
+    /// only) or block (sleep at once). Default: spin, and both at
+    /// --wait-sizes.
+    #[arg(long, value_name = "block|spin")]
+    wait: Option<bench::Wait>,
+
+    /// Sizes at which both waiting modes run when --wait is not given.
+    #[arg(long, default_value = "4KiB,1MiB,64MiB", value_name = "LIST")]
+    wait_sizes: String,
+
+    /// Seed of the shuffled case order (default: from the clock; recorded).
+    #[arg(long, value_name = "N")]
+    seed: Option<u64>,
 
     /// Seconds a process waits for its peer before the case fails.
     #[arg(long, default_value = "20", value_name = "SECS", value_parser = cli::parse_secs)]
@@ -196,6 +212,17 @@ fn options(args: Args, peer: PathBuf) -> Result<Options, Error> {
             other => other,
         })?,
         spin: Duration::from_micros(args.spin_us),
+        wait: args.wait,
+        wait_sizes: parse_sizes(&args.wait_sizes).map_err(|e| match e {
+            Error::Usage(m) => Error::Usage(m.replacen("--sizes", "--wait-sizes", 1)),
+            other => other,
+        })?,
+        seed: args.seed.unwrap_or_else(|| {
+            std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map_or(0, |d| d.as_nanos() as u64)
+        }),
+        command_line: std::env::args().collect(),
         timeout: args.timeout,
         peer,
         python_script,

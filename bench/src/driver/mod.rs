@@ -34,14 +34,14 @@ use indicatif::ProgressBar;
 
 use self::child::{finish_all, wait_all, Running};
 use self::cleanup::{remove_iceoryx2_files, remove_leftovers};
-use self::jobs::{blocks, is_throughput, merge, Job};
-use crate::case::{Case, Channel, Mode, Pin};
+use self::jobs::{blocks, merge, merge_latency, Job, Shuffle};
+use crate::case::{Case, Channel, Mode, Pin, Wait};
 use crate::export::write_all;
-use crate::machine::Machine;
+use crate::machine::{HostState, Machine};
 use crate::peer::affinity::allowed_cpus;
 use crate::peer::{PeerReport, Spec, Test};
 use crate::plan::Budget;
-use crate::report::{CaseResult, Config, LatencyResult, Report};
+use crate::report::{CaseResult, Config, LatencyResult, Report, Round, SocketBuffers};
 use crate::targets;
 use crate::units::{human_bytes, human_ns};
 use common::copy::CopyMode;
@@ -69,10 +69,20 @@ pub struct Options {
     pub runs: Option<usize>,
     /// Multiplies every time budget.
     pub budget_scale: f64,
-    /// Rounds per throughput case: the cases of one size run in turn, this
-    /// many times, each with its share of the budget, and each case's
-    /// samples are merged (ignored with `runs`).
+    /// Rounds per case: the cases of one size (and the latency cases of one
+    /// placement) run in turn, this many times, in an order shuffled anew
+    /// each round, each with its share of the budget (throughput: ignored
+    /// with `runs`).
     pub rounds: usize,
+    /// The waiting mode of every row (`--wait`); `None`: `spin`, and
+    /// `block` too at `wait_sizes`.
+    pub wait: Option<Wait>,
+    /// The sizes at which both waiting modes run when `wait` is `None`.
+    pub wait_sizes: Vec<u64>,
+    /// The seed of the case order.
+    pub seed: u64,
+    /// The command line, for the record.
+    pub command_line: Vec<String>,
     /// Measured round trips per latency case.
     pub round_trips: usize,
     /// Size of a latency message.
@@ -109,6 +119,7 @@ pub struct Outcome {
 }
 
 /// A row of either table.
+#[derive(Clone)]
 enum Measurement {
     Throughput(CaseResult),
     Latency(LatencyResult),
@@ -141,27 +152,24 @@ pub fn run(options: &Options) -> Result<Outcome> {
         python_version: None,
     };
     let jobs = driver.plan();
-    let rounds = driver.rounds();
     let blocks = blocks(&jobs);
     let steps: usize = blocks
         .iter()
-        .map(|b| {
-            b.len()
-                * if b.len() > 1 || is_throughput(&b[0]) {
-                    rounds
-                } else {
-                    1
-                }
-        })
+        .map(|b| b.len() * driver.rounds_of(&b[0]))
         .sum();
     let bar = common::progress::steps(steps as u64);
+    let host_start = HostState::detect();
     let mut report = Report::new(Machine::detect());
     report.config = Some(driver.config());
+    let mut shuffle = Shuffle::new(options.seed);
+    // The place of each round in the run's order, across all cases.
+    let mut round_index = 0usize;
     for block in blocks {
-        let rounds = if is_throughput(&block[0]) { rounds } else { 1 };
-        let mut parts: Vec<Option<Vec<CaseResult>>> = vec![Some(Vec::new()); block.len()];
+        let rounds = driver.rounds_of(&block[0]);
+        let mut parts: Vec<Option<Vec<Measurement>>> = vec![Some(Vec::new()); block.len()];
         for round in 0..rounds {
-            for (job, part) in block.iter().zip(parts.iter_mut()) {
+            for i in shuffle.order(block.len()) {
+                let (job, part) = (&block[i], &mut parts[i]);
                 let mut label = job.label(options.message_bytes);
                 if rounds > 1 {
                     label = format!("{label} (round {} of {rounds})", round + 1);
@@ -172,25 +180,34 @@ pub fn run(options: &Options) -> Result<Outcome> {
                     bar.inc(1);
                     continue;
                 }
-                match driver.run_job(job, &bar) {
-                    Ok(Some(Measurement::Throughput(row))) => {
-                        bar.println(format!(
-                            "{label}: {} runs, median {}, {:.0} MB/s",
-                            row.runs,
-                            human_ns(row.median_ns),
-                            row.gbps * 1e3
-                        ));
+                let index = round_index;
+                round_index += 1;
+                match driver.run_job(job, (round, rounds), &bar) {
+                    Ok(Some(mut m)) => {
+                        let line = match &mut m {
+                            Measurement::Throughput(row) => {
+                                let cpu = row.cpu_user_ms.zip(row.cpu_sys_ms).map(|(u, s)| u + s);
+                                number_rounds(&mut row.rounds, &row.samples_ns, cpu, index);
+                                format!(
+                                    "{label}: {} runs, median {}, {:.0} MB/s",
+                                    row.runs,
+                                    human_ns(row.median_ns),
+                                    row.gbps * 1e3
+                                )
+                            }
+                            Measurement::Latency(row) => {
+                                number_rounds(&mut row.rounds, &row.samples_ns, None, index);
+                                format!(
+                                    "{label}: {} round trips, median {}",
+                                    row.round_trips,
+                                    human_ns(row.median_ns)
+                                )
+                            }
+                        };
+                        bar.println(line);
                         if let Some(p) = part.as_mut() {
-                            p.push(row);
+                            p.push(m);
                         }
-                    }
-                    Ok(Some(Measurement::Latency(row))) => {
-                        bar.println(format!(
-                            "{label}: {} round trips, median {}",
-                            row.round_trips,
-                            human_ns(row.median_ns)
-                        ));
-                        report.latency.push(row);
                     }
                     Ok(None) => {}
                     Err(Error::Interrupted(signal)) => {
@@ -209,9 +226,20 @@ pub fn run(options: &Options) -> Result<Outcome> {
                 bar.inc(1);
             }
         }
-        report
-            .results
-            .extend(parts.into_iter().flatten().filter_map(merge));
+        for part in parts.into_iter().flatten() {
+            let (mut rows, mut latency) = (Vec::new(), Vec::new());
+            for m in part {
+                match m {
+                    Measurement::Throughput(r) => rows.push(r),
+                    Measurement::Latency(r) => latency.push(r),
+                }
+            }
+            report.results.extend(merge(rows));
+            report.latency.extend(merge_latency(latency));
+        }
+    }
+    if let Some(config) = report.config.as_mut() {
+        config.host = Some(host_start.until_now());
     }
     bar.finish_and_clear();
     if let Some(n) = driver.sweep() {
@@ -238,6 +266,23 @@ pub fn run(options: &Options) -> Result<Outcome> {
     })
 }
 
+/// Gives a row's rounds their place in the run's order: a row measured in
+/// this process (one round, no peer to time it) gets one round whose wall
+/// time is the sum of its samples.
+fn number_rounds(rounds: &mut Vec<Round>, samples: &[u64], cpu_ms: Option<f64>, index: usize) {
+    if rounds.is_empty() {
+        rounds.push(Round {
+            index,
+            samples_ns: samples.to_vec(),
+            wall_ns: samples.iter().sum(),
+            cpu_ms,
+        });
+    }
+    for round in rounds {
+        round.index = index;
+    }
+}
+
 struct Driver<'a> {
     options: &'a Options,
     cpus: Vec<usize>,
@@ -248,6 +293,18 @@ struct Driver<'a> {
 }
 
 impl Driver<'_> {
+    /// Rounds of the block that `job` opens: a throughput block's, or the
+    /// latency rounds (`--rounds`, fewer when there are fewer round trips).
+    fn rounds_of(&self, job: &Job) -> usize {
+        match job {
+            Job::Latency { .. } => self
+                .options
+                .rounds
+                .clamp(1, self.options.round_trips.max(1)),
+            _ => self.rounds(),
+        }
+    }
+
     /// Rounds per throughput case (1 with a fixed run count).
     fn rounds(&self) -> usize {
         match self.options.runs {
@@ -291,6 +348,39 @@ impl Driver<'_> {
             max_runs: adaptive.then_some(round.max_runs * rounds),
             budget_ms: adaptive.then_some(round.time.as_millis() as u64 * rounds as u64),
             copy: Some(self.options.copy),
+            rounds: Some(rounds),
+            latency_rounds: Some(
+                self.options
+                    .rounds
+                    .clamp(1, self.options.round_trips.max(1)),
+            ),
+            slots: Some(self.options.slots),
+            spin_us: Some(self.options.spin.as_micros() as u64),
+            budget_scale: Some(self.options.budget_scale),
+            wait: match self.options.wait {
+                Some(w) => vec![w],
+                None => vec![Wait::Spin, Wait::Block],
+            },
+            wait_sizes: match self.options.wait {
+                Some(_) => self.options.sizes.clone(),
+                None => self.options.wait_sizes.clone(),
+            },
+            seed: Some(self.options.seed),
+            order: Some(
+                "the cases of one size (and the latency cases of one placement) take turns; \
+                 their order is shuffled anew for every round from the seed (SplitMix64, \
+                 Fisher-Yates)"
+                    .into(),
+            ),
+            drained: Some(
+                "pipelined rows (shm-pipelined, unix-stream, tcp-stream): the acknowledgements \
+                 of the last slots - 1 transfers of a round come after the sender stopped \
+                 sending and time the receiver alone; they are excluded from the samples, and \
+                 the sender sends that many transfers more so the count is unchanged"
+                    .into(),
+            ),
+            command_line: self.options.command_line.clone(),
+            host: None,
         }
     }
 
@@ -312,6 +402,8 @@ impl Driver<'_> {
                         pin,
                         bytes,
                     };
+                    let waits = self.waits(transport, pin, bytes);
+                    let primary = waits[0];
                     match transport {
                         Channel::Memcpy | Channel::MemcpyNt => {
                             jobs.push(Job::Memcpy(case(Mode::Steady)))
@@ -321,27 +413,35 @@ impl Driver<'_> {
                         | Channel::ShmPipelinedStd
                         | Channel::ShmPipelinedNt => {
                             if o.copy_sizes.contains(&bytes) {
-                                jobs.push(Job::Peers(case(Mode::Steady)))
+                                jobs.push(Job::Peers(case(Mode::Steady), primary))
                             }
                         }
                         Channel::Shm => {
-                            jobs.push(Job::Peers(case(Mode::Steady)));
+                            for &wait in &waits {
+                                jobs.push(Job::Peers(case(Mode::Steady), wait));
+                            }
                             if o.cold {
-                                jobs.push(Job::Peers(case(Mode::Cold)));
+                                jobs.push(Job::Peers(case(Mode::Cold), primary));
                             }
                         }
-                        Channel::ShmPipelined | Channel::Unix | Channel::Tcp => {
-                            jobs.push(Job::Peers(case(Mode::Steady)))
+                        Channel::ShmPipelined
+                        | Channel::Unix
+                        | Channel::Tcp
+                        | Channel::UnixStream
+                        | Channel::TcpStream => {
+                            for &wait in &waits {
+                                jobs.push(Job::Peers(case(Mode::Steady), wait));
+                            }
                         }
                         // A fresh sealed memfd per payload is the transport;
                         // there is no steady mode (see peer/memfd.rs).
-                        Channel::Memfd => jobs.push(Job::Peers(case(Mode::Cold))),
+                        Channel::Memfd => jobs.push(Job::Peers(case(Mode::Cold), None)),
                         Channel::PythonShm | Channel::PythonArray if python_ok => {
                             jobs.push(Job::Python(case(Mode::Steady)))
                         }
                         Channel::PythonShm | Channel::PythonArray => {}
                         Channel::Iceoryx2 if o.iceoryx2_peer.is_some() => {
-                            jobs.push(Job::Iceoryx2(case(Mode::Steady)))
+                            jobs.push(Job::Iceoryx2(case(Mode::Steady), primary))
                         }
                         Channel::Iceoryx2 => {}
                     }
@@ -356,13 +456,18 @@ impl Driver<'_> {
             );
         }
         for &pin in &o.latency_pins {
+            // Every reader of a round trip spins with --wait spin (and by
+            // default), on different CPUs only.
+            let spin = pin == Pin::Split && !o.spin.is_zero();
             for transport in [Channel::Shm, Channel::Unix, Channel::Tcp] {
-                jobs.push(Job::Latency {
-                    transport,
-                    pin,
-                    variant: "blocking",
-                });
-                if transport == Channel::Shm && pin == Pin::Split && !o.spin.is_zero() {
+                if o.wait != Some(Wait::Spin) || !spin {
+                    jobs.push(Job::Latency {
+                        transport,
+                        pin,
+                        variant: "blocking",
+                    });
+                }
+                if o.wait != Some(Wait::Block) && spin {
                     jobs.push(Job::Latency {
                         transport,
                         pin,
@@ -372,6 +477,25 @@ impl Driver<'_> {
             }
         }
         jobs
+    }
+
+    /// The waiting modes of a case, the first the run's own: `None` for a
+    /// transport whose waiting `--wait` does not set; `block` alone off
+    /// `pin=split` (nobody spins on a shared or unpinned CPU); else the mode
+    /// of `--wait`, or `spin` and, at the wait sizes, `block` too.
+    fn waits(&self, transport: Channel, pin: Pin, bytes: u64) -> Vec<Option<Wait>> {
+        let o = self.options;
+        if !transport.waits() {
+            vec![None]
+        } else if pin != Pin::Split || o.spin.is_zero() {
+            vec![Some(Wait::Block)]
+        } else if let Some(wait) = o.wait {
+            vec![Some(wait)]
+        } else if o.wait_sizes.contains(&bytes) {
+            vec![Some(Wait::Spin), Some(Wait::Block)]
+        } else {
+            vec![Some(Wait::Spin)]
+        }
     }
 
     /// Whether the Python baseline can run; notes why not.
@@ -442,7 +566,12 @@ impl Driver<'_> {
         }
     }
 
-    fn run_job(&mut self, job: &Job, bar: &ProgressBar) -> Result<Option<Measurement>> {
+    fn run_job(
+        &mut self,
+        job: &Job,
+        round: (usize, usize),
+        bar: &ProgressBar,
+    ) -> Result<Option<Measurement>> {
         signals::check()?;
         match job {
             Job::Memcpy(case) => {
@@ -450,23 +579,31 @@ impl Driver<'_> {
                 let cpu = self.placement(case.pin).0;
                 memcpy::measure(*case, budget, cpu).map(|r| Some(Measurement::Throughput(r)))
             }
-            Job::Peers(case) => self.peers(*case, None, bar),
-            Job::Iceoryx2(case) => {
+            Job::Peers(case, wait) => self.peers(*case, *wait, None, bar),
+            Job::Iceoryx2(case, wait) => {
                 let bin = self.options.iceoryx2_peer.clone();
-                self.peers(*case, bin, bar)
+                self.peers(*case, *wait, bin, bar)
             }
             Job::Python(case) => self.python(*case, bar),
             Job::Latency {
                 transport,
                 pin,
                 variant,
-            } => self.latency(*transport, *pin, variant, bar),
+            } => self.latency(*transport, *pin, variant, round, bar),
         }
     }
 
-    fn spec(&mut self, case: Case, test: Test, budget: Budget, cpu: Option<usize>) -> Spec {
+    fn spec(
+        &mut self,
+        case: Case,
+        wait: Option<Wait>,
+        test: Test,
+        budget: Budget,
+        cpu: Option<usize>,
+    ) -> Spec {
         let name = self.next_name();
-        let addr = (case.transport == Channel::Tcp).then(free_loopback_addr);
+        let addr =
+            matches!(case.transport, Channel::Tcp | Channel::TcpStream).then(free_loopback_addr);
         Spec {
             test,
             transport: case.transport,
@@ -477,7 +614,10 @@ impl Driver<'_> {
             name,
             addr,
             cpu,
-            spin_us: self.spin_for(case.pin),
+            spin_us: match wait {
+                Some(Wait::Block) => 0,
+                _ => self.spin_for(case.pin),
+            },
             timeout_ms: self.options.timeout.as_millis() as u64,
             progress: common::progress::enabled(),
             copy: self.options.copy,
@@ -489,12 +629,13 @@ impl Driver<'_> {
     fn peers(
         &mut self,
         case: Case,
+        wait: Option<Wait>,
         iceoryx2: Option<PathBuf>,
         bar: &ProgressBar,
     ) -> Result<Option<Measurement>> {
         let budget = self.budget(case.bytes);
         let (cpu_s, cpu_r) = self.placement(case.pin);
-        let sender = self.spec(case, Test::Throughput, budget, cpu_s);
+        let sender = self.spec(case, wait, Test::Throughput, budget, cpu_s);
         let receiver = Spec {
             cpu: cpu_r,
             progress: false,
@@ -518,6 +659,16 @@ impl Driver<'_> {
                 .ok_or_else(|| Error::Usage("the sender measured no transfer".into()))?
                 .with_cpu_ms(s.user_ms + r.user_ms, s.sys_ms + r.sys_ms);
         row.copy = s.copy.clone();
+        row.wait = wait;
+        if let (Some(sndbuf), Some(rcvbuf)) = (s.socket_buffer, r.socket_buffer) {
+            row.socket_buffers = Some(SocketBuffers { sndbuf, rcvbuf });
+        }
+        row.rounds = vec![Round {
+            index: 0,
+            samples_ns: s.samples_ns.clone(),
+            wall_ns: s.wall_ns,
+            cpu_ms: Some(s.user_ms + r.user_ms + s.sys_ms + r.sys_ms),
+        }];
         let mut notes = Vec::new();
         if s.proc_io.is_none() || r.proc_io.is_none() {
             notes.push("no /proc/self/io here: syscalls not counted (0)".to_string());
@@ -545,9 +696,13 @@ impl Driver<'_> {
         transport: Channel,
         pin: Pin,
         variant: &'static str,
+        (round, rounds): (usize, usize),
         bar: &ProgressBar,
     ) -> Result<Option<Measurement>> {
-        let rt = self.options.round_trips.max(1);
+        // This round's share of the round trips (they add up to --round-trips).
+        let total = self.options.round_trips.max(1);
+        let rounds = rounds.max(1);
+        let rt = (total / rounds + usize::from(round < total % rounds)).max(1);
         let budget = Budget {
             warmup: (rt / 10).clamp(1, 1000),
             time: Duration::ZERO,
@@ -562,18 +717,27 @@ impl Driver<'_> {
             bytes: self.options.message_bytes,
         };
         let (cpu_s, cpu_r) = self.placement(pin);
-        let mut sender = self.spec(case, Test::Latency, budget, cpu_s);
+        let wait = if variant == "spin" {
+            Wait::Spin
+        } else {
+            Wait::Block
+        };
+        let mut sender = self.spec(case, Some(wait), Test::Latency, budget, cpu_s);
         sender.progress = false;
-        if variant != "spin" {
-            sender.spin_us = 0;
-        }
         let receiver = Spec {
             cpu: cpu_r,
             ..sender.clone()
         };
-        let (s, _) = self.run_pair(&sender, &receiver, None, case.bytes, bar)?;
-        let row = LatencyResult::from_samples(transport, pin, case.bytes, variant, s.samples_ns)
-            .ok_or_else(|| Error::Usage("the sender measured no round trip".into()))?;
+        let (s, r) = self.run_pair(&sender, &receiver, None, case.bytes, bar)?;
+        let mut row =
+            LatencyResult::from_samples(transport, pin, case.bytes, variant, s.samples_ns.clone())
+                .ok_or_else(|| Error::Usage("the sender measured no round trip".into()))?;
+        row.rounds = vec![Round {
+            index: 0,
+            samples_ns: s.samples_ns,
+            wall_ns: s.wall_ns,
+            cpu_ms: Some(s.user_ms + r.user_ms + s.sys_ms + r.sys_ms),
+        }];
         Ok(Some(Measurement::Latency(row)))
     }
 
@@ -644,9 +808,10 @@ fn method_notes(options: &Options, report: &Report, python: Option<&str>) -> Vec
     if options.runs.is_none() && options.rounds > 1 && !report.results.is_empty() {
         notes.push(format!(
             "each throughput case ran in {} rounds, taking turns with the other cases of its \
-             size, each round in fresh processes with its own warm-up; a row merges the \
-             rounds' samples",
-            options.rounds
+             size in an order shuffled per round (seed {}), each round in fresh processes with \
+             its own warm-up; a row keeps every round (rounds) and pools their samples \
+             (samples_ns)",
+            options.rounds, options.seed
         ));
     }
     if has(Channel::Memcpy) {
@@ -673,7 +838,8 @@ fn method_notes(options: &Options, report: &Report, python: Option<&str>) -> Vec
     }
     if has(Channel::ShmPipelined) {
         notes.push(format!(
-            "shm-pipelined: {} slots; a sample is the interval between two acknowledgements",
+            "shm-pipelined, unix-stream, tcp-stream: {} payloads outstanding; a sample is the \
+             interval between two acknowledgements, the drained last ones of a round excluded",
             options.slots.max(2)
         ));
     }
@@ -693,11 +859,26 @@ fn method_notes(options: &Options, report: &Report, python: Option<&str>) -> Vec
     }
     if options.pins.contains(&Pin::Split) || options.latency_pins.contains(&Pin::Split) {
         notes.push(if options.spin.is_zero() {
-            "shared-memory waits sleep on the futex at once (--spin-us 0)".to_string()
+            "every wait sleeps at once (--spin-us 0): wait=block".to_string()
         } else {
             format!(
-                "with pin=split, shared-memory waits spin up to {} µs before sleeping on the futex",
-                options.spin.as_micros()
+                "wait=spin (pin=split only): shared-memory waits spin on the state word and \
+                 socket readers make non-blocking reads in a loop, up to {} µs without progress, \
+                 before sleeping; wait=block: every wait sleeps at once (futex, blocking read). \
+                 {}",
+                options.spin.as_micros(),
+                match options.wait {
+                    Some(w) => format!("This run: wait={w} for every row."),
+                    None => format!(
+                        "This run: wait=spin, and wait=block too at {}.",
+                        options
+                            .wait_sizes
+                            .iter()
+                            .map(|&b| human_bytes(b))
+                            .collect::<Vec<_>>()
+                            .join(", ")
+                    ),
+                }
             )
         });
     }

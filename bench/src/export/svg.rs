@@ -68,8 +68,8 @@ fn color(transport: Channel) -> RGBColor {
             RGBColor(0x17, 0xbe, 0xcf)
         }
         Channel::Memfd => RGBColor(0x8c, 0x56, 0x4b),
-        Channel::Unix => RGBColor(0xff, 0x7f, 0x0e),
-        Channel::Tcp => RGBColor(0xd6, 0x27, 0x28),
+        Channel::Unix | Channel::UnixStream => RGBColor(0xff, 0x7f, 0x0e),
+        Channel::Tcp | Channel::TcpStream => RGBColor(0xd6, 0x27, 0x28),
         Channel::PythonShm => RGBColor(0x2c, 0xa0, 0x2c),
         Channel::PythonArray => RGBColor(0xbc, 0xbd, 0x22),
         Channel::Iceoryx2 => RGBColor(0x94, 0x67, 0xbd),
@@ -304,6 +304,8 @@ mod tests {
             Channel::Iceoryx2,
             Channel::ShmNt,
             Channel::ShmPipelinedStd,
+            Channel::UnixStream,
+            Channel::TcpStream,
         ] {
             report
                 .results

@@ -17,7 +17,10 @@
 //! - **shm-pipelined** (two or more slots): the sender fills slot k while the
 //!   receiver reads slot k-1. A sample is the interval between two successive
 //!   acknowledgements as the sender observes them, which is when it waits for
-//!   a slot to be free again: the steady-state period of the pipeline.
+//!   a slot to be free again: the steady-state period of the pipeline. The
+//!   acknowledgements of the last `slots - 1` transfers come after the
+//!   sender stopped sending (a drain: the receiver alone) and are not
+//!   samples; the budget sends that many transfers more instead.
 //! - **memfd, cold** (the only memfd mode): from the sender's `memfd_create`,
 //!   through its `memcpy` into the memfd, the seals and the `sendmsg` of the
 //!   descriptor, the receiver's checks, read-only mapping and read of every
@@ -26,10 +29,20 @@
 //! - **unix, tcp**: from the sender's first `write(2)` of the payload until it
 //!   has read the receiver's 8-byte acknowledgement, written after the
 //!   receiver `read(2)` every byte into its buffer and checked it.
+//! - **unix-stream, tcp-stream**: the sender writes payload after payload
+//!   with up to `slots` unacknowledged (as shm-pipelined), and the receiver
+//!   reads, checks and acknowledges each; a sample is the interval between
+//!   two acknowledgements, drained ones excluded, exactly as shm-pipelined.
 //! - **latency**: one round trip of a small message and its reply.
 //!
+//! Every sender also reports `wall_ns`: from the start of its first measured
+//! sample to the end of its last, the time the sustained throughput of a
+//! round divides by.
+//!
 //! # Waiting
-//! Every wait is bounded by the spec's `timeout_ms` and checks signals. The
+//! Every wait is bounded by the spec's `timeout_ms` and checks signals.
+//! Socket readers busy-poll with non-blocking reads for up to `spin_us`
+//! without a byte before they block (see `socket`). The
 //! shared-memory waits use [`common::wait::spin_until`]: a bounded spin of `spin_us`
 //! (zero unless the peers are pinned to different CPUs), then the futex in
 //! slices, checking the peer's liveness only once a wait has lasted a slice.
@@ -151,12 +164,16 @@ pub fn run(role: Role, spec: &Spec) -> Result<PeerReport> {
         (Test::Throughput, Channel::Memfd, Role::Consumer) if spec.mode == Mode::Cold => {
             memfd::cold_receiver(spec)
         }
-        (Test::Throughput, Channel::Unix | Channel::Tcp, Role::Producer) => {
-            socket::sender(spec, false)
-        }
-        (Test::Throughput, Channel::Unix | Channel::Tcp, Role::Consumer) => {
-            socket::receiver(spec, false)
-        }
+        (
+            Test::Throughput,
+            Channel::Unix | Channel::Tcp | Channel::UnixStream | Channel::TcpStream,
+            Role::Producer,
+        ) => socket::sender(spec, false),
+        (
+            Test::Throughput,
+            Channel::Unix | Channel::Tcp | Channel::UnixStream | Channel::TcpStream,
+            Role::Consumer,
+        ) => socket::receiver(spec, false),
         (Test::Latency, Channel::Shm, Role::Producer) => shm::ping(spec),
         (Test::Latency, Channel::Shm, Role::Consumer) => shm::pong(spec),
         (Test::Latency, Channel::Unix | Channel::Tcp, Role::Producer) => socket::sender(spec, true),

@@ -23,6 +23,16 @@ pub struct PeerReport {
     pub runs: usize,
     /// Time of every measured transfer (sender only; empty for the receiver).
     pub samples_ns: Vec<u64>,
+    /// Wall time from the start of the first measured transfer to the end
+    /// of the last, as this process measured it (sender only; 0 for the
+    /// receiver).
+    #[serde(default)]
+    pub wall_ns: u64,
+    /// The socket buffer this process's kernel granted, read back with
+    /// `getsockopt` (socket peers only): `SO_SNDBUF` for the sender,
+    /// `SO_RCVBUF` for the receiver, in bytes.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub socket_buffer: Option<u64>,
     /// Copies of the payload this process made per measured transfer.
     pub copies: f64,
     /// Change of `/proc/self/io` over the measured runs (absent without it).

@@ -5,6 +5,7 @@
 //! measured ones.
 
 use std::io::Write as _;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use super::report::PeerReport;
@@ -14,10 +15,17 @@ use crate::plan::Budget;
 use common::error::Result;
 use common::ledger::{Meter, ProcIo, Usage};
 
+/// Non-blocking reads (`recv(MSG_DONTWAIT)`) this process made while
+/// busy-polling a socket, answered or not: read-family system calls that
+/// /proc/self/io does not count (it counts `read(2)`, not `recv(2)`), added
+/// to its count over the window.
+pub static POLLED_READS: AtomicU64 = AtomicU64::new(0);
+
 /// The kernel's and getrusage's counters over the measured runs.
 struct Window {
     meter: Meter,
     usage: Usage,
+    polled: u64,
 }
 
 impl Window {
@@ -25,6 +33,7 @@ impl Window {
         Window {
             meter: Meter::start(),
             usage: Usage::read_self(),
+            polled: POLLED_READS.load(Ordering::Relaxed),
         }
     }
 
@@ -34,8 +43,9 @@ impl Window {
     fn finish(self, report: &mut PeerReport, extra_reads: u64, extra_writes: (u64, u64)) {
         let witness = self.meter.finish();
         let usage = Usage::read_self().since(&self.usage);
+        let polled = POLLED_READS.load(Ordering::Relaxed) - self.polled;
         report.proc_io = witness.proc_io.map(|io| ProcIo {
-            syscr: io.syscr.saturating_sub(extra_reads),
+            syscr: (io.syscr + polled).saturating_sub(extra_reads),
             syscw: io.syscw.saturating_sub(extra_writes.0),
             wchar: io.wchar.saturating_sub(extra_writes.1),
             rchar: io.rchar,
@@ -98,6 +108,8 @@ pub struct Measure {
     warmed: usize,
     samples: Vec<u64>,
     started: Option<Instant>,
+    /// Start of the first measured sample and end of the last.
+    span: Option<(Instant, Instant)>,
     window: Option<Window>,
     progress: Progress,
 }
@@ -125,6 +137,7 @@ impl Measure {
             warmed: 0,
             samples: Vec::with_capacity(spec.budget.max_runs.min(1 << 20)),
             started: None,
+            span: None,
             window: None,
             progress: Progress::new(spec.progress),
         }
@@ -158,6 +171,8 @@ impl Measure {
             self.warmed += 1;
         } else {
             self.samples.push(ns);
+            let first = self.span.map_or(t0, |(first, _)| first);
+            self.span = Some((first, t1));
         }
         self.progress.tick(t1, self.samples.len(), ns);
     }
@@ -200,7 +215,67 @@ impl Measure {
         let window = self.window.take().unwrap_or_else(Window::start);
         window.finish(&mut report, 0, (self.progress.writes, self.progress.bytes));
         report.samples_ns = self.samples;
+        report.wall_ns = self.span.map_or(0, |(first, last)| {
+            last.duration_since(first)
+                .as_nanos()
+                .min(u128::from(u64::MAX)) as u64
+        });
         report
+    }
+
+    /// The pipelined sender's loop, shared by shm-pipelined and the
+    /// streamed sockets: `send(seq)` starts transfer `seq` (1, 2, ...) and
+    /// `acked(seq)` waits for its acknowledgement; at most `depth`
+    /// transfers are outstanding when a send returns. The sample of
+    /// transfer N is the interval between the acknowledgements of N - 1 and
+    /// N as this process observes them: the steady-state period of the
+    /// pipeline. Returns the last sequence number.
+    ///
+    /// Drained samples are excluded: the acknowledgements of the last
+    /// `depth - 1` transfers come after the sender has stopped sending, so
+    /// their intervals time the receiver alone (no copy into the pipeline
+    /// overlaps them). They are not recorded; the budget counts `depth`
+    /// unmeasured transfers (one whose acknowledgement starts the clock,
+    /// `depth - 1` drained), so the measured count is unchanged. Build the
+    /// [`Measure`] with `lead` = `depth`.
+    ///
+    /// # Errors
+    /// The first error of `send` or `acked`.
+    pub fn pipelined(
+        &mut self,
+        depth: u64,
+        mut send: impl FnMut(u64) -> Result<()>,
+        mut acked: impl FnMut(u64) -> Result<()>,
+    ) -> Result<u64> {
+        let depth = depth.max(1);
+        let mut seq = 0u64;
+        let mut done = 0u64;
+        let mut last = Instant::now();
+        let mut observe = |m: &mut Measure, done: &mut u64, sent: u64| -> Result<()> {
+            let next = *done + 1;
+            acked(next)?;
+            let now = Instant::now();
+            // Transfer next + depth - 1 was sent while next was in flight,
+            // unless the loop had ended: then this interval is a drain.
+            if next > 1 && next + depth - 1 <= sent {
+                m.record(last, now);
+            }
+            last = now;
+            *done = next;
+            Ok(())
+        };
+        while self.more() {
+            seq += 1;
+            if seq > depth {
+                // The acknowledgement of transfer seq - depth frees its place.
+                observe(self, &mut done, u64::MAX)?;
+            }
+            send(seq)?;
+        }
+        while done < seq {
+            observe(self, &mut done, seq)?;
+        }
+        Ok(seq)
     }
 }
 
@@ -295,6 +370,36 @@ mod tests {
     }
 
     #[test]
+    fn pipelined_samples_exclude_the_drain_and_keep_the_count() {
+        for depth in [1u64, 2, 3] {
+            let mut m = Measure::new(&Spec::example(), depth as usize);
+            let sent = std::cell::Cell::new(0u64);
+            let mut acks = Vec::new();
+            let last = m
+                .pipelined(
+                    depth,
+                    |seq| {
+                        assert_eq!(seq, sent.get() + 1);
+                        sent.set(seq);
+                        Ok(())
+                    },
+                    |seq| {
+                        assert!(sent.get() - seq < depth || seq == sent.get());
+                        acks.push(seq);
+                        Ok(())
+                    },
+                )
+                .unwrap();
+            // 1 warm-up + 3 measured + depth unmeasured (start, drain).
+            assert_eq!(last, 4 + depth, "depth {depth}");
+            assert_eq!(acks, (1..=last).collect::<Vec<_>>());
+            let r = m.finish(1.0);
+            assert_eq!((r.warmup, r.runs), (1, 3), "depth {depth}");
+            assert!(r.wall_ns >= r.samples_ns.iter().sum::<u64>());
+        }
+    }
+
+    #[test]
     fn the_sender_warms_up_then_measures_the_budget() {
         let mut m = Measure::new(&Spec::example(), 0);
         let mut transfers = 0;
@@ -308,6 +413,10 @@ mod tests {
         assert_eq!((r.warmup, r.runs), (1, 3));
         assert_eq!(r.samples_ns, [100, 100, 100]);
         assert!(!r.capped);
+        assert!(
+            r.wall_ns >= 100,
+            "from the first sample's start to the last's end"
+        );
     }
 
     #[test]

@@ -218,31 +218,20 @@ pub(super) fn sender(spec: &Spec, pipelined: bool) -> Result<PeerReport> {
     let slots = if pipelined { spec.slots.max(2) } else { 1 };
     let segment = create_segment(&spec.segment_name()?, spec.bytes, slots)?;
     let mut src = PageBuf::pattern(spec.payload_len());
-    let mut seq = 0u64;
+    let seq;
     let report = if pipelined {
-        let mut m = Measure::new(spec, 1);
-        let slots = u64::from(slots);
-        let mut acked = 0u64;
-        let mut last = Instant::now();
-        while m.more() {
-            seq += 1;
-            if seq > slots {
-                // The slot last held transfer seq - slots, whose
-                // acknowledgement is the next to observe.
-                observe_ack(&segment, &mut m, &mut acked, &mut last, slots, spec)?;
-            }
-            stamp(src.as_mut_slice(), seq);
-            write_slot(
-                &segment,
-                ((seq - 1) % slots) as usize,
-                src.as_slice(),
-                seq,
-                spec,
-            )?;
-        }
-        while acked < seq {
-            observe_ack(&segment, &mut m, &mut acked, &mut last, slots, spec)?;
-        }
+        let depth = u64::from(slots);
+        let mut m = Measure::new(spec, slots as usize);
+        let segment = &segment;
+        seq = m.pipelined(
+            depth,
+            |seq| {
+                stamp(src.as_mut_slice(), seq);
+                let slot = ((seq - 1) % depth) as usize;
+                write_slot(segment, slot, src.as_slice(), seq, spec)
+            },
+            |seq| wait_ack(segment, ((seq - 1) % depth) as usize, seq, spec),
+        )?;
         m.finish(1.0)
     } else {
         let mut m = Measure::new(spec, 0);
@@ -261,28 +250,6 @@ pub(super) fn sender(spec: &Spec, pipelined: bool) -> Result<PeerReport> {
         copy: copy_made(spec),
         ..report
     })
-}
-
-/// Pipelined sender: waits for the acknowledgement of transfer `acked + 1`
-/// and records the interval since the previous one (the first only starts
-/// the clock).
-fn observe_ack(
-    segment: &Segment,
-    m: &mut Measure,
-    acked: &mut u64,
-    last: &mut Instant,
-    slots: u64,
-    spec: &Spec,
-) -> Result<()> {
-    let next = *acked + 1;
-    wait_ack(segment, ((next - 1) % slots) as usize, next, spec)?;
-    let now = Instant::now();
-    if next > 1 {
-        m.record(*last, now);
-    }
-    *last = now;
-    *acked = next;
-    Ok(())
 }
 
 /// shm and shm-pipelined, receiver: reads the slots in turn, in place.
