@@ -5,7 +5,7 @@
 
 use crate::case::{Case, Channel, Mode, Pin};
 use crate::machine::Machine;
-use crate::report::{CaseResult, LatencyResult, Report};
+use crate::report::{CaseResult, LatencyResult, Report, Round};
 
 /// 4 KiB.
 pub const KIB4: u64 = 4096;
@@ -87,4 +87,30 @@ pub fn report() -> Report {
     ];
     report.notes = vec!["python3 not found: python rows skipped".into()];
     report
+}
+
+/// Rounds, one per `(median, n)`, each of `n` samples spread evenly around
+/// `median × unit` nanoseconds so that its median is exactly that (rounded to
+/// whole nanoseconds); each round's wall time is the sum of its samples.
+pub fn rounds_with_medians(rounds: &[(f64, usize)], unit: f64) -> Vec<Round> {
+    rounds
+        .iter()
+        .enumerate()
+        .map(|(index, &(median, n))| {
+            let center = (median * unit).round() as i64;
+            let step = (center / 100).max(1);
+            let half = n as i64 / 2;
+            let samples_ns: Vec<u64> = (-half..=half)
+                .filter(|&j| n % 2 == 1 || j != 0)
+                .map(|j| (center + j * step) as u64)
+                .collect();
+            assert_eq!(samples_ns.len(), n);
+            Round {
+                index,
+                wall_ns: samples_ns.iter().sum(),
+                samples_ns,
+                cpu_ms: None,
+            }
+        })
+        .collect()
 }
