@@ -13,7 +13,8 @@ pub const KIB4: u64 = 4096;
 pub const MIB8: u64 = 8 << 20;
 
 /// A row whose median throughput is `gbps` (to within rounding to whole
-/// nanoseconds): three samples at the median and ±5 %.
+/// nanoseconds): three samples at the median and ±5 %, one per round (so its
+/// figure, the median of the round medians, is the median too).
 pub fn row(transport: Channel, mode: Mode, pin: Pin, bytes: u64, gbps: f64) -> CaseResult {
     let t = bytes as f64 / gbps;
     let samples = vec![(t * 1.05) as u64, t.round() as u64, (t * 0.95) as u64];
@@ -32,7 +33,19 @@ pub fn row(transport: Channel, mode: Mode, pin: Pin, bytes: u64, gbps: f64) -> C
         pin,
         bytes,
     };
-    CaseResult::from_samples(case, samples, 1, copies, syscalls).expect("three samples")
+    let mut r = CaseResult::from_samples(case, samples.clone(), 1, copies, syscalls)
+        .expect("three samples");
+    r.rounds = samples
+        .iter()
+        .enumerate()
+        .map(|(index, &t)| Round {
+            index,
+            samples_ns: vec![t],
+            wall_ns: t,
+            cpu_ms: None,
+        })
+        .collect();
+    r
 }
 
 /// A fixed machine, so outputs do not depend on where the tests run.
@@ -86,6 +99,13 @@ pub fn report() -> Report {
         .expect("samples"),
     ];
     report.notes = vec!["python3 not found: python rows skipped".into()];
+    report
+}
+
+/// [`report`], analysed and its targets evaluated with seed 1.
+pub fn analysed() -> Report {
+    let mut report = report();
+    crate::targets::analyse(&mut report, 1);
     report
 }
 
