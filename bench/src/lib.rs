@@ -50,6 +50,7 @@
 
 #![deny(missing_docs)]
 
+pub mod baseline;
 pub mod bootstrap;
 pub mod case;
 pub mod checksum;
