@@ -266,11 +266,11 @@ impl CaseResult {
             .sustained_interval(seed)
             .map(|i| i.map_decreasing(to_gbps));
         self.p99_ns = stats::percentile(&self.samples_ns, 99.0);
-        let cpu_ms = if !self.rounds.is_empty() {
-            self.rounds.iter().map(|r| r.cpu_ms).sum::<Option<f64>>()
-        } else {
-            self.cpu_user_ms.zip(self.cpu_sys_ms).map(|(u, s)| u + s)
-        };
+        // The rounds' CPU times when every round has one, else the row's.
+        let cpu_ms = (!self.rounds.is_empty())
+            .then(|| self.rounds.iter().map(|r| r.cpu_ms).sum::<Option<f64>>())
+            .flatten()
+            .or_else(|| self.cpu_user_ms.zip(self.cpu_sys_ms).map(|(u, s)| u + s));
         let moved = bytes as f64 * self.samples_ns.len() as f64;
         self.cpu_s_per_gb = cpu_ms
             .filter(|ms| ms.is_finite() && *ms >= 0.0 && moved > 0.0)
