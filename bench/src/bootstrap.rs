@@ -1,7 +1,7 @@
 //! Rounds as the unit: a row's figure and its 95 % interval by a cluster bootstrap.
 //!
 //! A case runs in rounds that take turns with the other cases of its size
-//! (see [`Round`]). Within a round the samples are not independent: the
+//! (see [`crate::report::Round`]). Within a round the samples are not independent: the
 //! machine's state (frequency, cache, neighbours) is shared by all of them,
 //! and a fast round makes more samples in the same time. So every statistic
 //! that decides something weighs each round alike:
