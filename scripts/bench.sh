@@ -7,11 +7,28 @@
 # docs/BENCHMARKS.md.
 #
 # Usage: scripts/bench.sh [--quick] [--out DIR] [--peers] [p1p2-bench options]
+#        scripts/bench.sh --compare A B
 #   --quick   sizes up to 64 MiB and short budgets (about a minute)
 #   --out DIR where the files go (default: bench-results/)
 #   --peers   also build and measure iceoryx2 (the iceoryx2 cargo feature)
+#   --compare A B  compare two runs (A and B: results.json files or the
+#             directories holding them): B/A for every row both have, with a
+#             95 % interval and "faster", "slower" or "same within noise"
 # Any other option goes to p1p2-bench; `scripts/bench.sh --help` lists them.
 set -euo pipefail
+
+if [ "${1:-}" = "--compare" ]; then
+  [ $# -eq 3 ] || { echo "usage: scripts/bench.sh --compare A B" >&2; exit 2; }
+  a=$2; b=$3
+  [ -d "$a" ] && a="$a/results.json"
+  [ -d "$b" ] && b="$b/results.json"
+  # Paths are taken from where the script was called.
+  a=$(realpath -- "$a"); b=$(realpath -- "$b")
+  cd "$(dirname "$0")/.."
+  cargo build --release --quiet -p bench --bin p1p2-bench
+  exec "${CARGO_TARGET_DIR:-target}/release/p1p2-bench" compare "$a" "$b"
+fi
+
 cd "$(dirname "$0")/.."
 
 features=()

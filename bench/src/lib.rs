@@ -35,6 +35,8 @@
 //! - [`machine`]: the machine and build a run measured;
 //! - [`report`]: every case's samples and statistics, as in `results.json`;
 //! - [`stats`]: percentiles, mean, deviation and spread warnings;
+//! - [`bootstrap`]: rounds as the unit: the figure and 95 % intervals;
+//! - [`baseline`]: `p1p2-bench compare`, two runs row by row;
 //! - [`units`]: sizes, times and ratios as people read them;
 //! - [`export`]: one [`export::Exporter`] per file: `results.json`,
 //!   `results.csv`, `latency.csv`, `results.md` and `throughput.svg`;
@@ -50,6 +52,8 @@
 
 #![deny(missing_docs)]
 
+pub mod baseline;
+pub mod bootstrap;
 pub mod case;
 pub mod checksum;
 pub mod compare;

@@ -8,6 +8,7 @@ use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
 
+use crate::bootstrap::{Clusters, Interval};
 use crate::case::{Case, Channel, Mode, Pin, Wait};
 use crate::machine::{HostState, Machine};
 use crate::stats;
@@ -105,11 +106,12 @@ pub struct CaseResult {
     pub runs: usize,
     /// Unmeasured warm-up transfers before them.
     pub warmup: usize,
-    /// Median time per transfer.
+    /// Median time per transfer, over all samples of all rounds (the
+    /// per-transfer median; the row's figure is [`CaseResult::round_median_ns`]).
     pub median_ns: f64,
-    /// 10th percentile.
+    /// 10th percentile (all samples).
     pub p10_ns: f64,
-    /// 90th percentile.
+    /// 90th percentile (all samples).
     pub p90_ns: f64,
     /// Arithmetic mean.
     pub mean_ns: f64,
@@ -119,8 +121,10 @@ pub struct CaseResult {
     pub min_ns: u64,
     /// Slowest transfer.
     pub max_ns: u64,
-    /// Throughput at the median: bytes / median seconds / 10^9 (0 when the
-    /// median is 0).
+    /// The row's figure, in GB/s: bytes / [`CaseResult::round_median_ns`]
+    /// (the median of the round medians) / 10^9, once [`CaseResult::analyse`]
+    /// has run; bytes / [`CaseResult::median_ns`] before (0 when the time
+    /// is 0).
     pub gbps: f64,
     /// Payload copies per transfer, from the copy ledger.
     pub copies: f64,
@@ -145,6 +149,74 @@ pub struct CaseResult {
     /// must give each round equal weight.
     #[serde(default)]
     pub rounds: Vec<Round>,
+    /// The row's figure: the median of its round medians, so that every
+    /// round weighs alike (derived by [`CaseResult::analyse`]).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub round_median_ns: Option<f64>,
+    /// 95 % interval of `gbps`: a cluster bootstrap over the rounds (see
+    /// [`crate::bootstrap`]).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ci95: Option<Interval>,
+    /// Sustained throughput, GB/s: bytes × runs / the rounds' total measured
+    /// wall time (the sum of the samples when wall times were not recorded).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub gbps_sustained: Option<f64>,
+    /// 95 % interval of `gbps_sustained` (cluster bootstrap over rounds).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ci95_sustained: Option<Interval>,
+    /// 99th percentile time per transfer (all samples).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub p99_ns: Option<f64>,
+    /// CPU seconds of both processes per GB (10^9 bytes) moved, from the
+    /// rounds' CPU times (or the row's user + system time), when known.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cpu_s_per_gb: Option<f64>,
+    /// Each round's statistics, in the order of `rounds` (derived).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub round_stats: Vec<RoundStats>,
+}
+
+/// The statistics of one round (derived from a [`Round`]).
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct RoundStats {
+    /// The round's [`Round::index`].
+    pub index: usize,
+    /// Its measured transfers (or round trips).
+    pub runs: usize,
+    /// Median time.
+    pub median_ns: f64,
+    /// 10th percentile.
+    pub p10_ns: f64,
+    /// 90th percentile.
+    pub p90_ns: f64,
+    /// bytes / median (throughput rows; 0 for latency rows).
+    pub gbps: f64,
+}
+
+impl RoundStats {
+    fn of(round: &Round, bytes: u64, throughput: bool) -> Option<RoundStats> {
+        let s = stats::Summary::of(&round.samples_ns)?;
+        Some(RoundStats {
+            index: round.index,
+            runs: s.n,
+            median_ns: s.median,
+            p10_ns: s.p10,
+            p90_ns: s.p90,
+            gbps: if throughput {
+                stats::gbps(bytes, s.median)
+            } else {
+                0.0
+            },
+        })
+    }
+}
+
+/// The rounds of a row as the bootstrap takes them.
+fn clusters(rounds: &[Round], samples: &[u64]) -> Option<Clusters> {
+    Clusters::of(
+        rounds.iter().map(|r| (r.samples_ns.as_slice(), r.wall_ns)),
+        samples,
+    )
 }
 
 /// The socket buffer sizes the kernel granted to a socket row's peers.
@@ -212,7 +284,57 @@ impl CaseResult {
             note: None,
             samples_ns,
             rounds: Vec::new(),
+            round_median_ns: None,
+            ci95: None,
+            gbps_sustained: None,
+            ci95_sustained: None,
+            p99_ns: Some(s.p99),
+            cpu_s_per_gb: None,
+            round_stats: Vec::new(),
         })
+    }
+
+    /// The rounds of this row for the bootstrap; all samples as one round
+    /// when the rounds were not recorded. `None` without samples.
+    pub fn clusters(&self) -> Option<Clusters> {
+        clusters(&self.rounds, &self.samples_ns)
+    }
+
+    /// Derives the statistics over rounds: `round_stats`, the figure
+    /// (`round_median_ns`, and `gbps` from it), `gbps_sustained`, `p99_ns`,
+    /// `cpu_s_per_gb` and the intervals, bootstrapped from `seed`. Returns
+    /// whether the rounds were missing, so that all samples were taken as one
+    /// round. Running it again gives the same values.
+    pub fn analyse(&mut self, seed: u64) -> bool {
+        let Some(c) = self.clusters() else {
+            return false;
+        };
+        let bytes = self.bytes;
+        self.round_stats = self
+            .rounds
+            .iter()
+            .filter_map(|r| RoundStats::of(r, bytes, true))
+            .collect();
+        let figure = c.figure_ns();
+        self.round_median_ns = Some(figure);
+        self.gbps = stats::gbps(bytes, figure);
+        let to_gbps = |ns: f64| stats::gbps(bytes, ns);
+        self.ci95 = c.figure_interval(seed).map(|i| i.map_decreasing(to_gbps));
+        self.gbps_sustained = Some(to_gbps(c.sustained_ns()));
+        self.ci95_sustained = c
+            .sustained_interval(seed)
+            .map(|i| i.map_decreasing(to_gbps));
+        self.p99_ns = stats::percentile(&self.samples_ns, 99.0);
+        // The rounds' CPU times when every round has one, else the row's.
+        let cpu_ms = (!self.rounds.is_empty())
+            .then(|| self.rounds.iter().map(|r| r.cpu_ms).sum::<Option<f64>>())
+            .flatten()
+            .or_else(|| self.cpu_user_ms.zip(self.cpu_sys_ms).map(|(u, s)| u + s));
+        let moved = bytes as f64 * self.samples_ns.len() as f64;
+        self.cpu_s_per_gb = cpu_ms
+            .filter(|ms| ms.is_finite() && *ms >= 0.0 && moved > 0.0)
+            .map(|ms| ms / 1e3 / (moved / 1e9));
+        c.pooled()
     }
 
     /// Records the CPU time of both processes over the measured runs, in
@@ -272,6 +394,17 @@ pub struct LatencyResult {
     /// The rounds this row merges (see [`Round`]).
     #[serde(default)]
     pub rounds: Vec<Round>,
+    /// The row's figure: the median of its round medians (derived by
+    /// [`LatencyResult::analyse`]).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub round_median_ns: Option<f64>,
+    /// 95 % interval of `round_median_ns`, in nanoseconds (cluster
+    /// bootstrap over rounds).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ci95: Option<Interval>,
+    /// Each round's statistics (derived).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub round_stats: Vec<RoundStats>,
 }
 
 impl LatencyResult {
@@ -297,7 +430,37 @@ impl LatencyResult {
             p99_ns: s.p99,
             samples_ns,
             rounds: Vec::new(),
+            round_median_ns: None,
+            ci95: None,
+            round_stats: Vec::new(),
         })
+    }
+
+    /// The rounds of this row for the bootstrap (see [`CaseResult::clusters`]).
+    pub fn clusters(&self) -> Option<Clusters> {
+        clusters(&self.rounds, &self.samples_ns)
+    }
+
+    /// The row's figure: `round_median_ns` once analysed, else the median.
+    pub fn figure_ns(&self) -> f64 {
+        self.round_median_ns.unwrap_or(self.median_ns)
+    }
+
+    /// Derives `round_stats`, the figure and its interval (see
+    /// [`CaseResult::analyse`]); returns whether the rounds were missing.
+    pub fn analyse(&mut self, seed: u64) -> bool {
+        let Some(c) = self.clusters() else {
+            return false;
+        };
+        let bytes = self.bytes;
+        self.round_stats = self
+            .rounds
+            .iter()
+            .filter_map(|r| RoundStats::of(r, bytes, false))
+            .collect();
+        self.round_median_ns = Some(c.figure_ns());
+        self.ci95 = c.figure_interval(seed);
+        c.pooled()
     }
 }
 
@@ -318,6 +481,49 @@ pub struct Report {
     /// skipped".
     #[serde(default)]
     pub notes: Vec<String>,
+    /// How the figures and intervals were made, once analysed.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub analysis: Option<Analysis>,
+    /// Every target with its value, interval and verdict, once evaluated.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub targets: Vec<Target>,
+}
+
+/// How a report's figures and intervals were made (see [`crate::bootstrap`]).
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Analysis {
+    /// The estimator of a row's figure.
+    pub estimator: String,
+    /// How the intervals were made.
+    pub interval: String,
+    /// Bootstrap resamples per interval.
+    pub resamples: usize,
+    /// The seed every interval's generator starts from.
+    pub seed: u64,
+}
+
+/// One target checked against a report: its value, the 95 % interval of that
+/// value and the verdict.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Target {
+    /// What is aimed for, with the size and placement, e.g.
+    /// "shm ≥ 0.6× best copy, sustained (8 MiB, pin=split)".
+    pub name: String,
+    /// The measured value (a ratio, or nanoseconds for a time bound).
+    pub value: f64,
+    /// The goal it is compared with.
+    pub goal: f64,
+    /// Whether the value must be at least the goal (`true`) or below it.
+    pub at_least: bool,
+    /// 95 % interval of the value.
+    pub ci95: Interval,
+    /// `met` (the whole interval on the right side of the goal), `missed`
+    /// (the whole interval on the wrong side) or `within noise` (the interval
+    /// straddles the goal).
+    pub verdict: String,
+    /// The rows behind it, when the reader should know which were used.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub note: Option<String>,
 }
 
 impl Report {
@@ -329,7 +535,39 @@ impl Report {
             results: Vec::new(),
             latency: Vec::new(),
             notes: Vec::new(),
+            analysis: None,
+            targets: Vec::new(),
         }
+    }
+
+    /// Derives every row's statistics over rounds and intervals (see
+    /// [`CaseResult::analyse`]) with `seed`, records how in `analysis`, and
+    /// adds a note when some rows had no recorded rounds. Does not evaluate
+    /// the targets ([`crate::targets::evaluate`] does, from the analysed
+    /// report).
+    pub fn analyse(&mut self, seed: u64) {
+        let mut pooled = 0;
+        for r in &mut self.results {
+            pooled += usize::from(r.analyse(seed));
+        }
+        for l in &mut self.latency {
+            pooled += usize::from(l.analyse(seed));
+        }
+        if pooled > 0 && !self.notes.iter().any(|n| n.starts_with(POOLED_NOTE)) {
+            self.notes.push(format!(
+                "{POOLED_NOTE} for {pooled} row(s): all their samples were taken as one round, \
+                 and their intervals resample transfers within it, which ignores drift between \
+                 rounds"
+            ));
+        }
+        self.analysis = Some(Analysis {
+            estimator: "median of the round medians (every round weighs alike)".into(),
+            interval: "95 %, percentile cluster bootstrap: resample rounds with replacement, \
+                       recompute the estimate; ratios resample both rows independently"
+                .into(),
+            resamples: crate::bootstrap::RESAMPLES,
+            seed,
+        });
     }
 
     /// Spread warnings of every throughput case, each prefixed with the case,
@@ -367,6 +605,9 @@ impl Report {
             .map_or(Pin::Split, |(pin, _)| pin)
     }
 }
+
+/// The start of the note about rows without recorded rounds.
+pub const POOLED_NOTE: &str = "rounds not recorded";
 
 fn non_negative(x: f64) -> f64 {
     if x.is_finite() && x > 0.0 {
@@ -421,5 +662,86 @@ mod tests {
         assert_eq!(one.stddev_ns, None);
         assert_eq!(one.p10_ns, 7.0);
         assert!(LatencyResult::from_samples(Channel::Shm, Pin::Same, 64, "spin", vec![]).is_none());
+    }
+
+    #[test]
+    fn analyse_weighs_rounds_alike_and_derives_sustained_and_cpu() {
+        use crate::testdata::rounds_with_medians;
+        let bytes = 64 << 20;
+        let case = Case {
+            transport: Channel::Shm,
+            mode: Mode::Steady,
+            pin: Pin::Split,
+            bytes,
+        };
+        // Round medians 9, 12.5 and 15.5 ms; the fast round has more samples.
+        let mut rounds = rounds_with_medians(&[(9.0, 11), (12.5, 8), (15.5, 8)], 1e6);
+        for (r, cpu) in rounds.iter_mut().zip([10.0, 20.0, 30.0]) {
+            r.cpu_ms = Some(cpu);
+        }
+        let samples: Vec<u64> = rounds.iter().flat_map(|r| r.samples_ns.clone()).collect();
+        let wall: u64 = rounds.iter().map(|r| r.wall_ns).sum();
+        let mut r = CaseResult::from_samples(case, samples, 2, 1.0, 0.0).unwrap();
+        r.rounds = rounds;
+        assert!(
+            r.median_ns < 12.5e6,
+            "the pooled median leans to the fast round"
+        );
+        assert!(!r.analyse(42));
+        assert_eq!(r.round_median_ns, Some(12.5e6));
+        assert_eq!(r.gbps, bytes as f64 / 12.5e6);
+        let ci = r.ci95.unwrap();
+        assert!((ci.lo - bytes as f64 / 15.5e6).abs() < 1e-9, "{ci:?}");
+        assert!((ci.hi - bytes as f64 / 9e6).abs() < 1e-9, "{ci:?}");
+        let sustained = r.gbps_sustained.unwrap();
+        assert!((sustained - bytes as f64 * 27.0 / wall as f64).abs() < 1e-9);
+        assert!(r.ci95_sustained.unwrap().contains(sustained));
+        // 60 ms of CPU for 27 × 64 MiB.
+        let gb = bytes as f64 * 27.0 / 1e9;
+        assert!((r.cpu_s_per_gb.unwrap() - 0.060 / gb).abs() < 1e-12);
+        assert_eq!(r.round_stats.len(), 3);
+        assert_eq!(r.round_stats[1].median_ns, 12.5e6);
+        assert_eq!((r.round_stats[0].runs, r.round_stats[2].index), (11, 2));
+        assert!(r.p99_ns.unwrap() > 15.5e6);
+        // Again: the same values.
+        let before = r.clone();
+        r.analyse(42);
+        assert_eq!(r, before);
+        // One round's CPU unknown: no CPU per GB.
+        r.rounds[1].cpu_ms = None;
+        r.analyse(42);
+        assert_eq!(r.cpu_s_per_gb, None);
+    }
+
+    #[test]
+    fn without_rounds_the_report_says_all_samples_were_one_round() {
+        let mut report = Report::new(crate::testdata::machine());
+        let case = Case {
+            transport: Channel::Unix,
+            mode: Mode::Steady,
+            pin: Pin::Split,
+            bytes: 4096,
+        };
+        let mut r = CaseResult::from_samples(case, (1..=101).collect(), 0, 2.0, 2.0)
+            .unwrap()
+            .with_cpu_ms(3.0, 1.0);
+        assert!(r.clone().analyse(1));
+        r.rounds.clear();
+        report.results.push(r);
+        report.analyse(1);
+        report.analyse(1);
+        let r = &report.results[0];
+        assert_eq!(r.round_median_ns, Some(51.0));
+        // 101 transfers of 4096 bytes in 5151 ns (the samples' sum).
+        assert!((r.gbps_sustained.unwrap() - 4096.0 * 101.0 / 5151.0).abs() < 1e-9);
+        assert!(r.cpu_s_per_gb.is_some());
+        let notes: Vec<&String> = report
+            .notes
+            .iter()
+            .filter(|n| n.starts_with(POOLED_NOTE))
+            .collect();
+        assert_eq!(notes.len(), 1, "{:?}", report.notes);
+        assert!(notes[0].contains("for 1 row(s)"));
+        assert_eq!(report.analysis.as_ref().unwrap().seed, 1);
     }
 }

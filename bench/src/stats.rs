@@ -20,11 +20,22 @@
 /// `p90 / p10` above this is reported as a wide spread.
 pub const WIDE_SPREAD_RATIO: f64 = 2.0;
 
-/// A sample whose modified z-score (its distance from the median in units of
-/// 1.4826 × the median absolute deviation, which estimates σ for normal data)
-/// exceeds this is an outlier. The value is 10 such σ-estimates, a threshold
-/// that only flags samples far outside the bulk.
-pub const OUTLIER_Z: f64 = 14.826;
+/// A sample whose modified z-score exceeds this is an outlier: hyperfine's
+/// rule (`src/outlier_detection.rs`). The score is the distance from the
+/// median in units of the median absolute deviation, `(x - median) / MAD`
+/// (with `MAD` replaced by the smallest positive `f64` step, `f64::EPSILON`,
+/// when it is 0); the threshold `1.4826 × 10` is 10 standard deviations, as
+/// `1.4826 × MAD` estimates σ for normal data.
+pub const OUTLIER_Z: f64 = 1.4826 * 10.0;
+
+/// The modified z-score of `x` among samples of median `median` and median
+/// absolute deviation `mad`, as hyperfine computes it: `(x - median) / mad`,
+/// with a `mad` of 0 replaced by `f64::EPSILON` (so that, when more than half
+/// the samples are equal, every other sample is an outlier).
+pub fn modified_z(x: f64, median: f64, mad: f64) -> f64 {
+    let mad = if mad > 0.0 { mad } else { f64::EPSILON };
+    (x - median) / mad
+}
 
 /// The statistics of a non-empty set of samples.
 #[derive(Clone, Copy, Debug, PartialEq)]
@@ -149,9 +160,9 @@ pub fn gbps(bytes: u64, ns: f64) -> f64 {
 /// - a wide spread: `p90 / p10` above [`WIDE_SPREAD_RATIO`];
 /// - a slow first run, when there were no warm-up runs (`warmup == 0`) and the
 ///   first sample is an outlier;
-/// - other outliers: samples whose modified z-score exceeds [`OUTLIER_Z`]
-///   (skipped when more than half the samples are equal, so the median
-///   absolute deviation is 0).
+/// - other outliers: samples whose modified z-score ([`modified_z`]) exceeds
+///   [`OUTLIER_Z`] in absolute value: hyperfine's rule, 10 σ-estimates from
+///   the median.
 pub fn warnings(samples: &[u64], warmup: usize) -> Vec<String> {
     let mut out = Vec::new();
     if samples.len() < 2 {
@@ -166,27 +177,25 @@ pub fn warnings(samples: &[u64], warmup: usize) -> Vec<String> {
             s.p90 / s.p10
         ));
     }
-    if s.mad > 0.0 {
-        let z = |x: u64| (x as f64 - s.median) / (1.4826 * s.mad);
-        let slow_first = warmup == 0 && z(samples[0]) > OUTLIER_Z;
-        if slow_first {
-            out.push(format!(
-                "the first run took {:.1}x the median; caches were probably cold, consider warm-up runs",
-                samples[0] as f64 / s.median
-            ));
-        }
-        let skip = usize::from(slow_first);
-        let outliers = samples[skip..]
-            .iter()
-            .filter(|&&x| z(x).abs() > OUTLIER_Z)
-            .count();
-        if outliers > 0 {
-            out.push(format!(
-                "{outliers} of {} runs are far from the median (modified z-score above {OUTLIER_Z:.1}); \
-                 other programs may have interfered, consider a quieter machine or more runs",
-                s.n
-            ));
-        }
+    let z = |x: u64| modified_z(x as f64, s.median, s.mad);
+    let slow_first = warmup == 0 && z(samples[0]) > OUTLIER_Z;
+    if slow_first {
+        out.push(format!(
+            "the first run took {:.1}x the median; caches were probably cold, consider warm-up runs",
+            samples[0] as f64 / s.median
+        ));
+    }
+    let skip = usize::from(slow_first);
+    let outliers = samples[skip..]
+        .iter()
+        .filter(|&&x| z(x).abs() > OUTLIER_Z)
+        .count();
+    if outliers > 0 {
+        out.push(format!(
+            "{outliers} of {} runs are far from the median (modified z-score above {OUTLIER_Z:.3}, \
+             i.e. 10 σ-estimates); other programs may have interfered, consider a quieter machine or more runs",
+            s.n
+        ));
     }
     out
 }
@@ -310,5 +319,23 @@ mod tests {
             .iter()
             .any(|w| w.starts_with("the first run took 100.0x the median")));
         assert!(!w.iter().any(|w| w.contains("far from the median")));
+    }
+
+    #[test]
+    fn outliers_follow_hyperfines_rule_of_ten_sigma_estimates() {
+        // Median 100, median absolute deviation 10: the last sample's
+        // modified z-score is (X - 100) / 10.
+        let with = |x: u64| vec![80, 90, 95, 100, 100, 105, 110, 120, x];
+        assert_eq!(Summary::of(&with(280)).unwrap().mad, 10.0);
+        // 18 > 14.826: an outlier (a rule of 14.8 σ-estimates would not flag it).
+        assert!(warnings(&with(280), 1)
+            .iter()
+            .any(|w| w.starts_with("1 of 9 runs are far from the median")));
+        // 14 < 14.826: none.
+        assert!(warnings(&with(240), 1).is_empty());
+        assert_eq!(modified_z(280.0, 100.0, 10.0), 18.0);
+        // A MAD of 0 makes every sample off the median an outlier, as in hyperfine.
+        assert!(modified_z(101.0, 100.0, 0.0) > OUTLIER_Z);
+        assert_eq!(modified_z(100.0, 100.0, 0.0), 0.0);
     }
 }

@@ -5,7 +5,7 @@
 
 use crate::case::{Case, Channel, Mode, Pin};
 use crate::machine::Machine;
-use crate::report::{CaseResult, LatencyResult, Report};
+use crate::report::{CaseResult, LatencyResult, Report, Round};
 
 /// 4 KiB.
 pub const KIB4: u64 = 4096;
@@ -13,7 +13,8 @@ pub const KIB4: u64 = 4096;
 pub const MIB8: u64 = 8 << 20;
 
 /// A row whose median throughput is `gbps` (to within rounding to whole
-/// nanoseconds): three samples at the median and ±5 %.
+/// nanoseconds): three samples at the median and ±5 %, one per round (so its
+/// figure, the median of the round medians, is the median too).
 pub fn row(transport: Channel, mode: Mode, pin: Pin, bytes: u64, gbps: f64) -> CaseResult {
     let t = bytes as f64 / gbps;
     let samples = vec![(t * 1.05) as u64, t.round() as u64, (t * 0.95) as u64];
@@ -32,7 +33,19 @@ pub fn row(transport: Channel, mode: Mode, pin: Pin, bytes: u64, gbps: f64) -> C
         pin,
         bytes,
     };
-    CaseResult::from_samples(case, samples, 1, copies, syscalls).expect("three samples")
+    let mut r = CaseResult::from_samples(case, samples.clone(), 1, copies, syscalls)
+        .expect("three samples");
+    r.rounds = samples
+        .iter()
+        .enumerate()
+        .map(|(index, &t)| Round {
+            index,
+            samples_ns: vec![t],
+            wall_ns: t,
+            cpu_ms: None,
+        })
+        .collect();
+    r
 }
 
 /// A fixed machine, so outputs do not depend on where the tests run.
@@ -87,4 +100,37 @@ pub fn report() -> Report {
     ];
     report.notes = vec!["python3 not found: python rows skipped".into()];
     report
+}
+
+/// [`report`], analysed and its targets evaluated with seed 1.
+pub fn analysed() -> Report {
+    let mut report = report();
+    crate::targets::analyse(&mut report, 1);
+    report
+}
+
+/// Rounds, one per `(median, n)`, each of `n` samples spread evenly around
+/// `median × unit` nanoseconds so that its median is exactly that (rounded to
+/// whole nanoseconds); each round's wall time is the sum of its samples.
+pub fn rounds_with_medians(rounds: &[(f64, usize)], unit: f64) -> Vec<Round> {
+    rounds
+        .iter()
+        .enumerate()
+        .map(|(index, &(median, n))| {
+            let center = (median * unit).round() as i64;
+            let step = (center / 100).max(1);
+            let half = n as i64 / 2;
+            let samples_ns: Vec<u64> = (-half..=half)
+                .filter(|&j| n % 2 == 1 || j != 0)
+                .map(|j| (center + j * step) as u64)
+                .collect();
+            assert_eq!(samples_ns.len(), n);
+            Round {
+                index,
+                wall_ns: samples_ns.iter().sum(),
+                samples_ns,
+                cpu_ms: None,
+            }
+        })
+        .collect()
 }

@@ -23,14 +23,17 @@ use bench::plan::{self, parse_pins, parse_sizes, parse_transports};
 use bench::siblings;
 use bench::{Channel, Pin};
 use clap::error::ErrorKind;
-use clap::Parser;
+use clap::{Parser, Subcommand};
 use common::copy::CopyMode;
 use common::{cli, Error};
 
 /// Benchmark: shared memory against sockets, memcpy and Python.
 #[derive(Parser, Debug)]
-#[command(version, about, long_about = None)]
+#[command(version, about, long_about = None, args_conflicts_with_subcommands = true)]
 struct Args {
+    #[command(subcommand)]
+    command: Option<Command>,
+
     /// A shorter run: sizes up to 64 MiB, 0.3 s per case, 2,000 round trips.
     #[arg(long)]
     quick: bool,
@@ -141,6 +144,48 @@ struct Args {
     python_script: Option<PathBuf>,
 }
 
+/// What else `p1p2-bench` does besides measuring.
+#[derive(Subcommand, Debug)]
+enum Command {
+    /// Compare two runs: for every row both have, B/A with a 95 % interval
+    /// (bootstrap over both files' rounds) and "faster", "slower" or "same
+    /// within noise".
+    Compare {
+        /// The first run's results.json (the baseline).
+        a: PathBuf,
+        /// The second run's results.json.
+        b: PathBuf,
+    },
+}
+
+/// Runs `p1p2-bench compare A B`.
+fn compare(a: &PathBuf, b: &PathBuf) -> ExitCode {
+    let read = |p: &PathBuf| {
+        std::fs::read_to_string(p).map_err(|e| format!("cannot read {}: {e}", p.display()))
+    };
+    let result = read(a).and_then(|ta| {
+        let tb = read(b)?;
+        bench::baseline::compare(&ta, &tb, bench::bootstrap::DEFAULT_SEED)
+    });
+    match result {
+        Ok(changes) if changes.is_empty() => {
+            eprintln!("p1p2-bench: error: the two files have no row in common");
+            ExitCode::FAILURE
+        }
+        Ok(changes) => {
+            println!("B = {}, A = {}", b.display(), a.display());
+            for c in &changes {
+                println!("{}", c.line());
+            }
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            eprintln!("p1p2-bench: error: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
 fn parse_factor(text: &str) -> Result<f64, String> {
     match text.parse::<f64>() {
         Ok(f) if f.is_finite() && f > 0.0 && f <= 100.0 => Ok(f),
@@ -246,6 +291,9 @@ fn main() -> ExitCode {
             return ExitCode::from(2);
         }
     };
+    if let Some(Command::Compare { a, b }) = &args.command {
+        return compare(a, b);
+    }
     let peer = match siblings::find("p1p2-bench-peer") {
         Ok(peer) => peer,
         Err(e) => {

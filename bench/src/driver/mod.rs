@@ -253,11 +253,8 @@ pub fn run(options: &Options) -> Result<Outcome> {
         driver.python_version.as_deref(),
     ));
     report.notes = driver.notes;
-    report.notes.extend(
-        targets::evaluate(&report)
-            .iter()
-            .map(targets::Verdict::line),
-    );
+    // The statistics over rounds, the intervals and the targets' verdicts.
+    targets::analyse(&mut report, crate::bootstrap::DEFAULT_SEED);
     let files = write_all(&report, &options.out)?;
     Ok(Outcome {
         report,

@@ -28,13 +28,16 @@ impl Exporter for Csv {
 
 /// The header row of `results.csv`.
 pub const CSV_HEADER: &str = "transport,mode,pin,bytes,runs,median_ns,p10_ns,p90_ns,mean_ns,\
-stddev_ns,min_ns,max_ns,gbps,x_memcpy,x_unix,copies,syscalls,cpu_user_ms,cpu_sys_ms,best_copy,copy";
+stddev_ns,min_ns,max_ns,gbps,x_memcpy,x_unix,copies,syscalls,cpu_user_ms,cpu_sys_ms,best_copy,copy,\
+gbps_sustained,ci95_lo,ci95_hi,p99_ns,cpu_s_per_gb";
 
 /// `results.csv`: a header row ([`CSV_HEADER`]), then one row per throughput
 /// case in table order (see [`sorted_results`]), without the raw samples.
 /// Missing values are empty fields. `x_memcpy` divides by the best copy of
 /// the size, named in `best_copy` (`memcpy` or `memcpy-nt`); `copy` is the
-/// copy an shm sender made (`std` or `nt`).
+/// copy an shm sender made (`std` or `nt`). `gbps` is the row's figure
+/// (bytes / the median of the round medians), `ci95_lo` and `ci95_hi` its
+/// 95 % interval, `gbps_sustained` bytes × runs / measured wall time.
 pub fn to_csv(report: &Report) -> String {
     let mut out = String::new();
     out.push_str(CSV_HEADER);
@@ -63,6 +66,11 @@ pub fn to_csv(report: &Report) -> String {
             opt(r.cpu_sys_ms),
             x.best_copy.map_or(String::new(), |t| csv_field(t.as_str())),
             r.copy.as_deref().map_or(String::new(), csv_field),
+            opt(r.gbps_sustained),
+            opt(r.ci95.map(|c| c.lo)),
+            opt(r.ci95.map(|c| c.hi)),
+            opt(r.p99_ns),
+            opt(r.cpu_s_per_gb),
         ];
         out.push_str(&fields.join(","));
         out.push('\n');
@@ -96,7 +104,8 @@ mod tests {
         assert_eq!(
             lines[0],
             "transport,mode,pin,bytes,runs,median_ns,p10_ns,p90_ns,mean_ns,stddev_ns,min_ns,\
-             max_ns,gbps,x_memcpy,x_unix,copies,syscalls,cpu_user_ms,cpu_sys_ms,best_copy,copy"
+             max_ns,gbps,x_memcpy,x_unix,copies,syscalls,cpu_user_ms,cpu_sys_ms,best_copy,copy,\
+             gbps_sustained,ci95_lo,ci95_hi,p99_ns,cpu_s_per_gb"
         );
         assert_eq!(lines.len(), 1 + 8);
         let shm: Vec<&str> = lines
@@ -105,7 +114,7 @@ mod tests {
             .unwrap()
             .split(',')
             .collect();
-        assert_eq!(shm.len(), 21);
+        assert_eq!(shm.len(), 26);
         assert_eq!(
             &shm[..6],
             ["shm", "steady", "split", "8388608", "3", "1398101"]
@@ -113,9 +122,29 @@ mod tests {
         let x_memcpy: f64 = shm[13].parse().unwrap();
         let x_unix: f64 = shm[14].parse().unwrap();
         assert!((x_memcpy - 0.6).abs() < 1e-5 && (x_unix - 2.0).abs() < 1e-5);
-        assert_eq!(&shm[17..], ["12.5", "3.25", "memcpy", ""]);
+        assert_eq!(&shm[17..21], ["12.5", "3.25", "memcpy", ""]);
         // memcpy has no unix reference, no CPU times and no shm copy.
         let memcpy = lines.iter().find(|l| l.starts_with("memcpy,")).unwrap();
-        assert!(memcpy.ends_with(",8,1,,1,0,,,memcpy,"), "{memcpy}");
+        assert!(
+            memcpy.ends_with(",8,1,,1,0,,,memcpy,,,,,536.5,"),
+            "{memcpy}"
+        );
+        // Analysed: sustained GB/s, the interval, p99 at the end.
+        let csv = to_csv(&testdata::analysed());
+        let shm: Vec<&str> = csv
+            .lines()
+            .find(|l| l.starts_with("shm,steady,split,8388608,"))
+            .unwrap()
+            .split(',')
+            .collect();
+        let num = |i: usize| shm[i].parse::<f64>().unwrap();
+        assert!((num(21) - 6.0).abs() < 1e-3, "{shm:?}");
+        assert!(num(22) < 6.0 && num(23) > 6.0, "{shm:?}");
+        assert!(num(24) > num(5));
+        // 15.75 ms of CPU for 3 × 8 MiB.
+        assert!(
+            (num(25) - 0.01575 / (3.0 * 8388608.0 / 1e9)).abs() < 1e-9,
+            "{shm:?}"
+        );
     }
 }

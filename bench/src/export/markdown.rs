@@ -28,11 +28,11 @@ impl Exporter for Markdown {
 
 /// The header line of the throughput table in `results.md`.
 pub const MARKDOWN_HEADER: &str =
-    "| transport | mode | size | median | p10–p90 | GB/s | × best copy | × unix | copies | syscalls |";
+    "| transport | mode | size | median | p10–p90 | GB/s | 95 % interval | sustained GB/s | × best copy | × unix | copies | syscalls |";
 
 /// The header line of the latency table in `results.md`.
 pub const MARKDOWN_LATENCY_HEADER: &str =
-    "| transport | variant | pin | median | p10–p90 | p99 | round trips |";
+    "| transport | variant | pin | median | 95 % interval | p10–p90 | p99 | round trips |";
 
 /// `results.md`: the throughput table under a "### pin = ..." heading (one
 /// table per pinning when the non-memcpy rows were measured with more than
@@ -77,18 +77,24 @@ pub fn to_markdown(report: &Report) -> String {
             let _ = writeln!(md, "### pin = {pin}\n");
         }
         md.push_str(MARKDOWN_HEADER);
-        md.push_str("\n|:---|:---|---:|---:|---:|---:|---:|---:|---:|---:|\n");
+        md.push_str("\n|:---|:---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|\n");
         for r in rows {
             let x = ratios(&report.results, r);
             let _ = writeln!(
                 md,
-                "| {} | {} | {} | {} | {} | {} | {} | {} | {} | {} |",
+                "| {} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} |",
                 r.transport,
                 r.mode,
                 human_bytes(r.bytes),
                 human_ns(r.median_ns),
                 human_range(r.p10_ns, r.p90_ns),
                 two_decimals(r.gbps),
+                r.ci95.map_or("–".into(), |c| format!(
+                    "{}–{}",
+                    two_decimals(c.lo),
+                    two_decimals(c.hi)
+                )),
+                r.gbps_sustained.map_or("–".into(), two_decimals),
                 x.x_memcpy
                     .map_or("–".into(), |v| format!("{}×", two_decimals(v))),
                 x.x_unix
@@ -109,15 +115,16 @@ pub fn to_markdown(report: &Report) -> String {
         let sizes: Vec<String> = sizes.into_iter().map(human_bytes).collect();
         let _ = writeln!(md, "## Round-trip latency ({})\n", sizes.join(", "));
         md.push_str(MARKDOWN_LATENCY_HEADER);
-        md.push_str("\n|:---|:---|:---|---:|---:|---:|---:|\n");
+        md.push_str("\n|:---|:---|:---|---:|---:|---:|---:|---:|\n");
         for l in sorted_latency(&report.latency) {
             let _ = writeln!(
                 md,
-                "| {} | {} | {} | {} | {} | {} | {} |",
+                "| {} | {} | {} | {} | {} | {} | {} | {} |",
                 l.transport,
                 l.variant.replace('|', "\\|"),
                 l.pin,
-                human_ns(l.median_ns),
+                human_ns(l.figure_ns()),
+                l.ci95.map_or("–".into(), |c| human_range(c.lo, c.hi)),
                 human_range(l.p10_ns, l.p90_ns),
                 human_ns(l.p99_ns),
                 l.round_trips
@@ -129,12 +136,74 @@ pub fn to_markdown(report: &Report) -> String {
     let case_notes = sorted_results(&report.results)
         .into_iter()
         .filter_map(|r| r.note.as_ref().map(|n| format!("{}: {n}", r.case())));
-    let notes: Vec<String> = report.notes.iter().cloned().chain(case_notes).collect();
+    targets(&mut md, report);
+    let notes: Vec<String> = report
+        .notes
+        .iter()
+        .filter(|n| !n.starts_with("target "))
+        .cloned()
+        .chain(case_notes)
+        .collect();
     bullets(&mut md, "Notes", &notes);
     bullets(&mut md, "Warnings", &report.warnings());
 
     let _ = writeln!(md, "Machine: {}", report.machine.summary());
     md
+}
+
+/// The "Targets" section: one line per target (from the notes), then every
+/// entry with its value, interval, goal and verdict.
+fn targets(md: &mut String, report: &Report) {
+    let lines: Vec<String> = report
+        .notes
+        .iter()
+        .filter(|n| n.starts_with("target "))
+        .cloned()
+        .collect();
+    if lines.is_empty() && report.targets.is_empty() {
+        return;
+    }
+    md.push_str("## Targets\n\n");
+    md.push_str(
+        "Throughput targets use sustained GB/s; a verdict is *within noise* when the 95 % \
+         interval straddles the goal.\n\n",
+    );
+    for line in &lines {
+        let _ = writeln!(md, "- {line}");
+    }
+    if !lines.is_empty() {
+        md.push('\n');
+    }
+    if report.targets.is_empty() {
+        return;
+    }
+    md.push_str(
+        "| target | value | 95 % interval | goal | verdict |\n|:---|---:|---:|---:|:---|\n",
+    );
+    for t in &report.targets {
+        let v = |x: f64| {
+            if t.at_least {
+                format!("{x:.3}×")
+            } else {
+                human_ns(x)
+            }
+        };
+        let goal = if t.at_least {
+            format!("≥ {}", v(t.goal))
+        } else {
+            format!("< {}", v(t.goal))
+        };
+        let _ = writeln!(
+            md,
+            "| {} | {} | {}–{} | {goal} | {} |",
+            t.name.replace('|', "\\|"),
+            v(t.value),
+            v(t.ci95.lo),
+            v(t.ci95.hi),
+            t.verdict
+        );
+    }
+    md.push('\n');
 }
 
 /// The throughput tables of `results.md` and the pinning each shows: one
@@ -267,21 +336,21 @@ mod tests {
     fn markdown_tables_compare_with_memcpy_and_unix() {
         let md = to_markdown(&testdata::report());
         let lines: Vec<&str> = md.lines().collect();
+        assert!(lines.contains(&MARKDOWN_HEADER));
         assert!(lines.contains(
-            &"| transport | mode | size | median | p10–p90 | GB/s | × best copy | × unix | copies | syscalls |"
+            &"| shm | steady | 8 MiB | 1.40 ms | 1.34–1.45 ms | 6.00 | – | – | 0.60× | 2.00× | 1 | 0 |"
         ));
         assert!(lines.contains(
-            &"| shm | steady | 8 MiB | 1.40 ms | 1.34–1.45 ms | 6.00 | 0.60× | 2.00× | 1 | 0 |"
-        ));
-        assert!(lines.contains(
-            &"| memcpy | steady | 8 MiB | 839 µs | 805–872 µs | 10.00 | 1.00× | – | 1 | 0 |"
+            &"| memcpy | steady | 8 MiB | 839 µs | 805–872 µs | 10.00 | – | – | 1.00× | – | 1 | 0 |"
         ));
         // One pinning besides memcpy's: one table, headed by it.
         assert_eq!(md.matches("### pin = ").count(), 1);
         assert!(lines.contains(&"### pin = split"));
         // tcp at 4 KiB was not measured; shm cold has no cold unix to compare with.
         assert!(!md.contains("| tcp | steady | 4 KiB"));
-        assert!(md.contains("| shm | cold | 8 MiB | 5.59 ms | 5.37–5.82 ms | 1.50 | 0.15× | – |"));
+        assert!(md.contains(
+            "| shm | cold | 8 MiB | 5.59 ms | 5.37–5.82 ms | 1.50 | – | – | 0.15× | – |"
+        ));
         // Sorted by size, then transport order, then mode.
         let order: Vec<&str> = lines
             .iter()
@@ -304,7 +373,7 @@ mod tests {
         assert!(first_4k < first_8m);
 
         assert!(lines.contains(&MARKDOWN_LATENCY_HEADER));
-        assert!(lines.contains(&"| shm | spin | split | 250 ns | 210–289 ns | 298 ns | 1000 |"));
+        assert!(lines.contains(&"| shm | spin | split | 250 ns | – | 210–289 ns | 298 ns | 1000 |"));
         assert!(lines.contains(&"- python3 not found: python rows skipped"));
         assert!(md.ends_with(
             "Machine: Test CPU @ 3.00GHz, 2 CPUs, kernel 6.1.0-test, git abc1234, \
@@ -326,9 +395,10 @@ mod tests {
         assert!(md.contains("| 4 KiB | 8.00 | – | memcpy |"), "{md}");
         // shm's 6 GB/s over memcpy-nt's 12; memcpy's 10 over 12.
         assert!(md.contains(
-            "| shm | steady | 8 MiB | 1.40 ms | 1.34–1.45 ms | 6.00 | 0.50× | 2.00× | 1 | 0 |"
+            "| shm | steady | 8 MiB | 1.40 ms | 1.34–1.45 ms | 6.00 | – | – | 0.50× | 2.00× | 1 | 0 |"
         ));
-        assert!(md.contains("| memcpy | steady | 8 MiB | 839 µs | 805–872 µs | 10.00 | 0.83× |"));
+        assert!(md
+            .contains("| memcpy | steady | 8 MiB | 839 µs | 805–872 µs | 10.00 | – | – | 0.83× |"));
         let best = md.find("### Best copy").unwrap();
         assert!(md.find("| memcpy-nt | steady | 8 MiB |").unwrap() < best);
 
@@ -364,7 +434,7 @@ mod tests {
         assert_eq!(md.matches("| memcpy | steady | 8 MiB |").count(), 2);
         // unix at pin=same: median 2.4 ms, so 3.50 GB/s and shm is 1.14× it.
         assert!(md[same..split].contains(
-            "| shm | steady | 8 MiB | 2.10 ms | 2.01–2.18 ms | 4.00 | 0.40× | 1.14× | 1 | 0 |"
+            "| shm | steady | 8 MiB | 2.10 ms | 2.01–2.18 ms | 4.00 | – | – | 0.40× | 1.14× | 1 | 0 |"
         ));
         assert!(
             md[same..split].contains("| unix | steady | 8 MiB | 2.40 ms | 800 µs–4.00 ms | 3.50 |")
@@ -372,5 +442,32 @@ mod tests {
         assert!(md.contains("- shm steady pin=same 8 MiB: pinned to CPU 0"));
         assert!(md.contains("## Warnings"));
         assert!(md.contains("- unix steady pin=same 8 MiB: wide spread: p90 is 5.0x p10"));
+    }
+
+    #[test]
+    fn markdown_shows_intervals_sustained_throughput_and_targets() {
+        let md = to_markdown(&testdata::analysed());
+        // shm 8 MiB: 6.00 GB/s, rounds ±5 %: the interval runs from the
+        // slowest round's figure to the fastest's; sustained, the mean.
+        assert!(
+            md.contains(
+                "| shm | steady | 8 MiB | 1.40 ms | 1.34–1.45 ms | 6.00 | 5.71–6.32 | 6.00 |"
+            ),
+            "{md}"
+        );
+        assert!(md.contains("## Targets"), "{md}");
+        assert!(md.contains("| target | value | 95 % interval | goal | verdict |"));
+        assert!(md.contains("| within noise |"), "{md}");
+        assert!(
+            md.contains("- target within noise: shm ≥ 0.6× best copy"),
+            "{md}"
+        );
+        let notes = &md[md.find("## Notes").unwrap()..];
+        assert!(!notes.contains("target "), "{notes}");
+        // Latency: the figure with its interval.
+        assert!(
+            md.contains("| unix | blocking | split | 9.50 µs | "),
+            "{md}"
+        );
     }
 }

@@ -1,11 +1,16 @@
 //! `throughput.svg`: median GB/s against payload size, one line per transport.
 //!
-//! `throughput.svg`: median GB/s against payload size, one line per transport,
-//! with the two one-copy ceilings dashed: memcpy (long dashes) and memcpy-nt,
+//! `throughput.svg`: each row's figure in GB/s (bytes / the median of its
+//! round medians) against payload size, on log–log axes, one line per
+//! transport, with a p10–p90 bar at every point and the two one-copy
+//! ceilings dashed: memcpy (long dashes) and memcpy-nt,
 //! the copy with non-temporal stores (short dashes, grey).
 //!
-//! - The x axis is logarithmic, with a labelled tick ("4 KiB" ... "256 MiB")
-//!   at every size measured.
+//! - Both axes are logarithmic, the x axis with a labelled tick ("4 KiB" ...
+//!   "256 MiB") at every size measured, so that rows below 1 MiB do not sit
+//!   on zero; a point of 0 GB/s is left out.
+//! - A thin vertical bar at every point spans the GB/s of the p90 and p10
+//!   transfer times.
 //! - Steady-state rows are thick lines with dots; cold rows (a fresh segment
 //!   or connection per transfer), where measured, are thin lines of the same
 //!   colour labelled "(cold)".
@@ -76,11 +81,13 @@ fn color(transport: Channel) -> RGBColor {
     }
 }
 
-/// One line of the plot: (bytes, GB/s) points in size order.
+/// One line of the plot: (bytes, GB/s) points in size order, and at each
+/// the p10–p90 bar (bytes, GB/s at p90, GB/s at p10).
 struct Line {
     transport: Channel,
     mode: Mode,
     points: Vec<(f64, f64)>,
+    bars: Vec<(f64, f64, f64)>,
 }
 
 /// The lines to draw, the ceilings first, each transport's steady line
@@ -116,13 +123,23 @@ fn lines(report: &Report, pin: Pin) -> Vec<Line> {
                     continue;
                 }
             }
-            if !by_size.is_empty() {
+            // A log axis has no place for 0: such points are left out.
+            let plotted: Vec<&CaseResult> = by_size
+                .into_values()
+                .filter(|r| finite(r.gbps) > 0.0)
+                .collect();
+            if !plotted.is_empty() {
                 lines.push(Line {
                     transport,
                     mode,
-                    points: by_size
-                        .into_iter()
-                        .map(|(bytes, r)| (bytes as f64, finite(r.gbps)))
+                    points: plotted.iter().map(|r| (r.bytes as f64, r.gbps)).collect(),
+                    bars: plotted
+                        .iter()
+                        .map(|r| {
+                            let gbps = |ns: f64| finite(crate::stats::gbps(r.bytes, ns));
+                            (r.bytes as f64, gbps(r.p90_ns), gbps(r.p10_ns))
+                        })
+                        .filter(|&(_, lo, hi)| lo > 0.0 && hi > 0.0)
                         .collect(),
                 });
             }
@@ -151,14 +168,24 @@ pub fn to_svg(report: &Report) -> Result<String, RenderError> {
         (Some(&lo), Some(&hi)) => (lo / 1.6, hi * 1.6),
         _ => (4096.0 / 1.6, 268_435_456.0 * 1.6),
     };
-    let y_max = lines
-        .iter()
-        .flat_map(|l| l.points.iter().map(|p| p.1))
-        .fold(0.0, f64::max);
-    let y_hi = if y_max > 0.0 { y_max * 1.12 } else { 1.0 };
+    let ys = || {
+        lines.iter().flat_map(|l| {
+            l.points
+                .iter()
+                .map(|p| p.1)
+                .chain(l.bars.iter().flat_map(|b| [b.1, b.2]))
+        })
+    };
+    let y_max = ys().fold(0.0, f64::max);
+    let y_min = ys().filter(|&y| y > 0.0).fold(f64::INFINITY, f64::min);
+    let (y_lo, y_hi) = if y_max > 0.0 && y_min.is_finite() {
+        (y_min / 1.5, y_max * 1.5)
+    } else {
+        (0.01, 100.0)
+    };
 
     let mut svg = String::new();
-    draw(&mut svg, pin, &lines, sizes, (x_lo, x_hi), y_hi)
+    draw(&mut svg, pin, &lines, sizes, (x_lo, x_hi), (y_lo, y_hi))
         .map_err(|e| RenderError::Plot(e.to_string()))?;
     Ok(svg)
 }
@@ -169,7 +196,7 @@ fn draw(
     lines: &[Line],
     sizes: Vec<f64>,
     (x_lo, x_hi): (f64, f64),
-    y_hi: f64,
+    (y_lo, y_hi): (f64, f64),
 ) -> Result<(), Box<dyn std::error::Error>> {
     let root = SVGBackend::with_string(svg, SIZE).into_drawing_area();
     root.fill(&WHITE)?;
@@ -179,11 +206,14 @@ fn draw(
         .margin_right(LEGEND_WIDTH + 20)
         .x_label_area_size(50)
         .y_label_area_size(65)
-        .build_cartesian_2d((x_lo..x_hi).log_scale().with_key_points(sizes), 0f64..y_hi)?;
+        .build_cartesian_2d(
+            (x_lo..x_hi).log_scale().with_key_points(sizes),
+            (y_lo..y_hi).log_scale(),
+        )?;
     chart
         .configure_mesh()
         .x_desc("payload size (log scale)")
-        .y_desc("throughput, GB/s (10^9 bytes/s)")
+        .y_desc("throughput, GB/s (10^9 bytes/s; log scale)")
         .x_label_formatter(&|x| human_bytes(x.round() as u64))
         .y_max_light_lines(1)
         .label_style(("sans-serif", 14))
@@ -192,6 +222,10 @@ fn draw(
 
     for line in lines {
         let color = color(line.transport);
+        // The p10–p90 bars: the spread of single transfers at each size.
+        chart.draw_series(line.bars.iter().map(|&(x, lo, hi)| {
+            PathElement::new(vec![(x, lo), (x, hi)], color.mix(0.6).stroke_width(1))
+        }))?;
         if line.transport.is_ceiling() {
             let style = color.stroke_width(2);
             let (dash, gap) = dashes(line.transport);
@@ -387,5 +421,26 @@ mod tests {
             .push(row(Channel::Shm, Mode::Steady, Pin::Same, MIB8, 5.0));
         assert_eq!(report.plotted_pin(), Pin::Same);
         assert!(to_svg(&report).unwrap().contains(&caption(Pin::Same)));
+    }
+
+    #[test]
+    fn the_y_axis_is_logarithmic_with_p10_p90_bars() {
+        let report = testdata::report();
+        let lines = lines(&report, Pin::Split);
+        let shm = lines
+            .iter()
+            .find(|l| l.transport == Channel::Shm && l.mode == Mode::Steady)
+            .unwrap();
+        // shm at 8 MiB: 6 GB/s, its samples ±5 %: the bar spans about
+        // 5.7 to 6.3 GB/s around the point.
+        let &(x, lo, hi) = shm.bars.iter().find(|b| b.0 == MIB8 as f64).unwrap();
+        assert_eq!(x, MIB8 as f64);
+        assert!(lo < 6.0 && hi > 6.0 && lo > 5.6 && hi < 6.4, "{lo} {hi}");
+        let svg = to_svg(&report).unwrap();
+        assert!(texts(&svg)
+            .iter()
+            .any(|t| t.contains("log scale)") && t.starts_with("throughput")));
+        // Cold rows are labelled.
+        assert!(texts(&svg).iter().any(|t| t == "shm (cold)"));
     }
 }
