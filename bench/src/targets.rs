@@ -28,7 +28,7 @@
 //! A target whose rows were not measured is reported as such, not as met.
 
 use crate::bootstrap::{self, Estimate, Interval};
-use crate::case::{Channel, Mode, Pin};
+use crate::case::{Channel, Mode, Pin, Wait};
 use crate::export::ratios::best_copy;
 use crate::report::{CaseResult, LatencyResult, Report, Target};
 use crate::units::human_bytes;
@@ -179,11 +179,20 @@ struct Rows<'a> {
 
 impl<'a> Rows<'a> {
     fn named(&self, name: &str, bytes: u64) -> Option<&'a CaseResult> {
+        // Like for like: every row of a comparison in the placement's main
+        // waiting mode (spinning across CPUs, sleeping on one), never a
+        // spinning row against a sleeping one.
+        let main = if self.pin == Pin::Split {
+            Wait::Spin
+        } else {
+            Wait::Block
+        };
         self.report.results.iter().find(|r| {
             r.transport.as_str() == name
                 && r.mode == Mode::Steady
                 && r.pin == self.pin
                 && r.bytes == bytes
+                && r.wait.is_none_or(|w| w == main)
         })
     }
 

@@ -121,7 +121,7 @@ pub struct Outcome {
 /// A row of either table.
 #[derive(Clone)]
 enum Measurement {
-    Throughput(CaseResult),
+    Throughput(Box<CaseResult>),
     Latency(LatencyResult),
 }
 
@@ -230,7 +230,7 @@ pub fn run(options: &Options) -> Result<Outcome> {
             let (mut rows, mut latency) = (Vec::new(), Vec::new());
             for m in part {
                 match m {
-                    Measurement::Throughput(r) => rows.push(r),
+                    Measurement::Throughput(r) => rows.push(*r),
                     Measurement::Latency(r) => latency.push(r),
                 }
             }
@@ -537,7 +537,7 @@ impl Driver<'_> {
                 run.runs
             ));
         }
-        Ok(Some(Measurement::Throughput(run.row)))
+        Ok(Some(Measurement::Throughput(Box::new(run.row))))
     }
 
     /// A fresh segment or socket name for a case: `bench-PID-N`.
@@ -574,7 +574,8 @@ impl Driver<'_> {
             Job::Memcpy(case) => {
                 let budget = self.budget(case.bytes);
                 let cpu = self.placement(case.pin).0;
-                memcpy::measure(*case, budget, cpu).map(|r| Some(Measurement::Throughput(r)))
+                memcpy::measure(*case, budget, cpu)
+                    .map(|r| Some(Measurement::Throughput(Box::new(r))))
             }
             Job::Peers(case, wait) => self.peers(*case, *wait, None, bar),
             Job::Iceoryx2(case, wait) => {
@@ -685,7 +686,7 @@ impl Driver<'_> {
         if !notes.is_empty() {
             row = row.with_note(notes.join("; "));
         }
-        Ok(Some(Measurement::Throughput(row)))
+        Ok(Some(Measurement::Throughput(Box::new(row))))
     }
 
     fn latency(
