@@ -232,7 +232,12 @@ impl<'a> Rows<'a> {
         want: impl Fn(u64) -> f64,
         note: Option<String>,
     ) -> Verdict {
-        let goal_text = target.split(" at ").next().unwrap_or(&target).to_string();
+        let goal_text = target
+            .split(" at ")
+            .next()
+            .unwrap_or(&target)
+            .trim_end_matches(',')
+            .to_string();
         let entries = self
             .sizes(t, min)
             .into_iter()
