@@ -78,7 +78,8 @@ pub fn to_csv(report: &Report) -> String {
     out
 }
 
-fn opt(v: Option<f64>) -> String {
+/// A CSV field for an optional number: empty when absent.
+pub(super) fn opt(v: Option<f64>) -> String {
     v.map(|v| v.to_string()).unwrap_or_default()
 }
 
