@@ -3,7 +3,7 @@
 # measures shared memory against Unix and TCP sockets, the one-copy ceiling
 # (memcpy in one process) and Python, with two real processes per case
 # (p1p2-bench-peer as sender and receiver), and writes results.json,
-# results.csv, latency.csv, results.md and throughput.svg. See
+# results.csv, latency.csv, results.md, throughput.svg and latency.svg. See
 # docs/BENCHMARKS.md.
 #
 # Usage: scripts/bench.sh [--quick] [--out DIR] [--peers] [p1p2-bench options]

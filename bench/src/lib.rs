@@ -39,7 +39,8 @@
 //! - [`baseline`]: `p1p2-bench compare`, two runs row by row;
 //! - [`units`]: sizes, times and ratios as people read them;
 //! - [`export`]: one [`export::Exporter`] per file: `results.json`,
-//!   `results.csv`, `latency.csv`, `results.md` and `throughput.svg`;
+//!   `results.csv`, `latency.csv`, `results.md`, `throughput.svg` and
+//!   `latency.svg`;
 //! - [`targets`]: the figures this project aims for, checked against a report;
 //! - [`plan`]: payload sizes, the lists given to `p1p2-bench`, and how many
 //!   runs a case gets;

@@ -320,6 +320,20 @@ fn a_tiny_benchmark_writes_every_file_and_leaves_nothing_behind() {
     assert!(lines.iter().all(|l| l.split(',').count() == columns));
     let latency_csv = std::fs::read_to_string(dir.join("latency.csv")).unwrap();
     assert_eq!(latency_csv.lines().count(), 1 + latency.len());
+    assert_eq!(
+        latency_csv.lines().next(),
+        Some(bench::export::LATENCY_CSV_HEADER)
+    );
+    for line in latency_csv.lines().skip(1) {
+        // The figure and its interval, last, filled in an analysed run.
+        let fields: Vec<&str> = line.split(',').collect();
+        let n = fields.len();
+        assert_eq!(n, bench::export::LATENCY_CSV_HEADER.split(',').count());
+        let lo: f64 = fields[n - 2].parse().unwrap();
+        let figure: f64 = fields[n - 3].parse().unwrap();
+        let hi: f64 = fields[n - 1].parse().unwrap();
+        assert!(lo <= figure && figure <= hi, "{line}");
+    }
 
     let md = std::fs::read_to_string(dir.join("results.md")).unwrap();
     assert!(md.contains(bench::export::MARKDOWN_HEADER));
@@ -331,6 +345,26 @@ fn a_tiny_benchmark_writes_every_file_and_leaves_nothing_behind() {
     assert!(svg.starts_with("<svg") && svg.trim_end().ends_with("</svg>"));
     assert!(svg.contains("memcpy (ceiling)") && svg.contains("shm-pipelined"));
     assert!(svg.contains("memcpy-nt (ceiling)"));
+    let latency_svg = std::fs::read_to_string(dir.join("latency.svg")).unwrap();
+    assert!(latency_svg.starts_with("<svg") && latency_svg.trim_end().ends_with("</svg>"));
+    assert!(latency_svg.contains("round-trip time (log scale)"));
+    assert!(latency_svg.contains("shm · blocking") && latency_svg.contains("tcp · blocking"));
+    // One p10–p90 bar per latency row, and the legend's.
+    let bars = latency_svg
+        .lines()
+        .filter(|l| l.starts_with("<polyline") && l.contains("stroke-width=\"3\""))
+        .count();
+    assert_eq!(bars, latency.len() + 1, "{latency_svg}");
+    for f in [
+        "results.json",
+        "results.csv",
+        "latency.csv",
+        "results.md",
+        "throughput.svg",
+        "latency.svg",
+    ] {
+        assert!(stdout.contains(f), "{f} not in the Wrote line: {stdout}");
+    }
     assert!(md.contains("### Best copy"));
 
     assert_eq!(leftovers(pid), Vec::<String>::new());

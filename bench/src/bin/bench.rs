@@ -3,9 +3,9 @@
 //! `p1p2-bench`: the one-command benchmark. Measures shared memory against
 //! Unix and TCP sockets, the one-copy ceiling (memcpy) and Python, with two
 //! real processes per case (`p1p2-bench-peer`, found next to this program),
-//! and writes results.json, results.csv, latency.csv, results.md and
-//! throughput.svg. `scripts/bench.sh` builds everything in release and runs
-//! it.
+//! and writes results.json, results.csv, latency.csv, results.md,
+//! throughput.svg and latency.svg. `scripts/bench.sh` builds everything in
+//! release and runs it.
 //!
 //! All the logic lives in the `bench` library; this file only parses flags.
 
@@ -38,8 +38,8 @@ struct Args {
     #[arg(long)]
     quick: bool,
 
-    /// Directory for results.json, results.csv, latency.csv, results.md and
-    /// throughput.svg.
+    /// Directory for results.json, results.csv, latency.csv, results.md,
+    /// throughput.svg and latency.svg.
     #[arg(long, default_value = "bench-results", value_name = "DIR")]
     out: PathBuf,
 

@@ -3,8 +3,9 @@
 //! Turning a [`Report`] into files, one [`Exporter`] per file:
 //! `results.json` (everything, with every raw sample; [`json`]),
 //! `results.csv` and `latency.csv` (one row per case, for spreadsheets;
-//! [`csv`], [`latency_csv`]), `results.md` (tables for people; [`markdown`])
-//! and `throughput.svg` (the plot; [`svg`]). [`write_all`] writes them all.
+//! [`csv`], [`latency_csv`]), `results.md` (tables for people; [`markdown`]),
+//! `throughput.svg` and `latency.svg` (the plots; [`svg`], [`latency_svg`]).
+//! [`write_all`] writes them all.
 //!
 //! The tables share their order of rows ([`order`]) and their comparisons
 //! with reference rows ([`ratios`]).
@@ -12,6 +13,7 @@
 pub mod csv;
 pub mod json;
 pub mod latency_csv;
+pub mod latency_svg;
 pub mod markdown;
 pub mod order;
 pub mod ratios;
@@ -45,6 +47,7 @@ pub const ALL: &[&dyn Exporter] = &[
     &latency_csv::LatencyCsv,
     &markdown::Markdown,
     &svg::Svg,
+    &latency_svg::LatencySvg,
 ];
 
 /// Why a report could not be turned into a file's contents.
@@ -125,7 +128,8 @@ mod tests {
                 "results.csv",
                 "latency.csv",
                 "results.md",
-                "throughput.svg"
+                "throughput.svg",
+                "latency.svg"
             ]
         );
         for p in &paths {

@@ -62,9 +62,10 @@ pub fn caption(pin: Pin) -> String {
     format!("Throughput by payload size (median, steady state, pin={pin})")
 }
 
-/// The colour of a transport's line; fixed so plots of different runs can be
-/// compared at a glance.
-fn color(transport: Channel) -> RGBColor {
+/// The colour of a transport's line (and of its latency bar in
+/// `latency.svg`); fixed so plots of different runs can be compared at a
+/// glance.
+pub(super) fn color(transport: Channel) -> RGBColor {
     match transport {
         Channel::Memcpy => RGBColor(0x33, 0x33, 0x33),
         Channel::MemcpyNt => RGBColor(0x99, 0x99, 0x99),
@@ -253,11 +254,7 @@ fn draw(
     }
 
     if lines.is_empty() {
-        root.draw(&Text::new(
-            "no throughput results",
-            (SIZE.0 as i32 / 2 - 90, SIZE.1 as i32 / 2),
-            ("sans-serif", 18),
-        ))?;
+        no_results(&root, "no throughput results")?;
     }
 
     // The legend, right of the plotting area where no line can hide it.
@@ -293,6 +290,32 @@ fn draw(
     Ok(())
 }
 
+/// Writes `text` in the middle of an empty plot.
+pub(super) fn no_results(
+    root: &DrawingArea<SVGBackend, plotters::coord::Shift>,
+    text: &str,
+) -> Result<(), Box<dyn std::error::Error>> {
+    root.draw(&Text::new(
+        text.to_string(),
+        (SIZE.0 as i32 / 2 - 90, SIZE.1 as i32 / 2),
+        ("sans-serif", 18),
+    ))?;
+    Ok(())
+}
+
+/// The trimmed contents of every `<text>` element of `svg`.
+#[cfg(test)]
+pub(super) fn texts(svg: &str) -> Vec<String> {
+    svg.split("<text")
+        .skip(1)
+        .filter_map(|t| {
+            let (_, rest) = t.split_once('>')?;
+            let (inner, _) = rest.split_once("</text>")?;
+            Some(inner.trim().to_string())
+        })
+        .collect()
+}
+
 /// Dash and gap lengths of a ceiling's line, in pixels: long dashes for
 /// memcpy, short ones for memcpy-nt.
 fn dashes(transport: Channel) -> (u32, u32) {
@@ -302,7 +325,8 @@ fn dashes(transport: Channel) -> (u32, u32) {
     }
 }
 
-fn finite(v: f64) -> f64 {
+/// `v` when it is finite and positive (a point a log axis can show), else 0.
+pub(super) fn finite(v: f64) -> f64 {
     if v.is_finite() && v > 0.0 {
         v
     } else {
@@ -314,18 +338,6 @@ fn finite(v: f64) -> f64 {
 mod tests {
     use super::*;
     use crate::testdata::{self, row, KIB4, MIB8};
-
-    /// The trimmed contents of every `<text>` element.
-    fn texts(svg: &str) -> Vec<String> {
-        svg.split("<text")
-            .skip(1)
-            .filter_map(|t| {
-                let (_, rest) = t.split_once('>')?;
-                let (inner, _) = rest.split_once("</text>")?;
-                Some(inner.trim().to_string())
-            })
-            .collect()
-    }
 
     #[test]
     fn svg_has_caption_axes_legend_and_a_dashed_ceiling() {
