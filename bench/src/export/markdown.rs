@@ -28,7 +28,7 @@ impl Exporter for Markdown {
 
 /// The header line of the throughput table in `results.md`.
 pub const MARKDOWN_HEADER: &str =
-    "| transport | mode | size | median | p10–p90 | GB/s | 95 % interval | sustained GB/s | × best copy | × unix | copies | syscalls |";
+    "| transport | mode | wait | size | median | p10–p90 | GB/s | 95 % interval | sustained GB/s | × best copy | × unix | copies | syscalls |";
 
 /// The header line of the latency table in `results.md`.
 pub const MARKDOWN_LATENCY_HEADER: &str =
@@ -77,14 +77,15 @@ pub fn to_markdown(report: &Report) -> String {
             let _ = writeln!(md, "### pin = {pin}\n");
         }
         md.push_str(MARKDOWN_HEADER);
-        md.push_str("\n|:---|:---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|\n");
+        md.push_str("\n|:---|:---|:---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|\n");
         for r in rows {
             let x = ratios(&report.results, r);
             let _ = writeln!(
                 md,
-                "| {} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} |",
+                "| {} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} |",
                 r.transport,
                 r.mode,
+                r.wait.map_or("–".to_owned(), |w| w.to_string()),
                 human_bytes(r.bytes),
                 human_ns(r.median_ns),
                 human_range(r.p10_ns, r.p90_ns),
@@ -338,18 +339,18 @@ mod tests {
         let lines: Vec<&str> = md.lines().collect();
         assert!(lines.contains(&MARKDOWN_HEADER));
         assert!(lines.contains(
-            &"| shm | steady | 8 MiB | 1.40 ms | 1.34–1.45 ms | 6.00 | – | – | 0.60× | 2.00× | 1 | 0 |"
+            &"| shm | steady | – | 8 MiB | 1.40 ms | 1.34–1.45 ms | 6.00 | – | – | 0.60× | 2.00× | 1 | 0 |"
         ));
         assert!(lines.contains(
-            &"| memcpy | steady | 8 MiB | 839 µs | 805–872 µs | 10.00 | – | – | 1.00× | – | 1 | 0 |"
+            &"| memcpy | steady | – | 8 MiB | 839 µs | 805–872 µs | 10.00 | – | – | 1.00× | – | 1 | 0 |"
         ));
         // One pinning besides memcpy's: one table, headed by it.
         assert_eq!(md.matches("### pin = ").count(), 1);
         assert!(lines.contains(&"### pin = split"));
         // tcp at 4 KiB was not measured; shm cold has no cold unix to compare with.
-        assert!(!md.contains("| tcp | steady | 4 KiB"));
+        assert!(!md.contains("| tcp | steady | – | 4 KiB"));
         assert!(md.contains(
-            "| shm | cold | 8 MiB | 5.59 ms | 5.37–5.82 ms | 1.50 | – | – | 0.15× | – |"
+            "| shm | cold | – | 8 MiB | 5.59 ms | 5.37–5.82 ms | 1.50 | – | – | 0.15× | – |"
         ));
         // Sorted by size, then transport order, then mode.
         let order: Vec<&str> = lines
@@ -395,12 +396,13 @@ mod tests {
         assert!(md.contains("| 4 KiB | 8.00 | – | memcpy |"), "{md}");
         // shm's 6 GB/s over memcpy-nt's 12; memcpy's 10 over 12.
         assert!(md.contains(
-            "| shm | steady | 8 MiB | 1.40 ms | 1.34–1.45 ms | 6.00 | – | – | 0.50× | 2.00× | 1 | 0 |"
+            "| shm | steady | – | 8 MiB | 1.40 ms | 1.34–1.45 ms | 6.00 | – | – | 0.50× | 2.00× | 1 | 0 |"
         ));
-        assert!(md
-            .contains("| memcpy | steady | 8 MiB | 839 µs | 805–872 µs | 10.00 | – | – | 0.83× |"));
+        assert!(md.contains(
+            "| memcpy | steady | – | 8 MiB | 839 µs | 805–872 µs | 10.00 | – | – | 0.83× |"
+        ));
         let best = md.find("### Best copy").unwrap();
-        assert!(md.find("| memcpy-nt | steady | 8 MiB |").unwrap() < best);
+        assert!(md.find("| memcpy-nt | steady | – | 8 MiB |").unwrap() < best);
 
         report.results.retain(|r| !r.transport.is_ceiling());
         assert!(!to_markdown(&report).contains("### Best copy"));
@@ -431,14 +433,13 @@ mod tests {
         let split = md.find("### pin = split").unwrap();
         assert!(same < split);
         // Both tables show memcpy (measured unpinned) as their reference.
-        assert_eq!(md.matches("| memcpy | steady | 8 MiB |").count(), 2);
+        assert_eq!(md.matches("| memcpy | steady | – | 8 MiB |").count(), 2);
         // unix at pin=same: median 2.4 ms, so 3.50 GB/s and shm is 1.14× it.
         assert!(md[same..split].contains(
-            "| shm | steady | 8 MiB | 2.10 ms | 2.01–2.18 ms | 4.00 | – | – | 0.40× | 1.14× | 1 | 0 |"
+            "| shm | steady | – | 8 MiB | 2.10 ms | 2.01–2.18 ms | 4.00 | – | – | 0.40× | 1.14× | 1 | 0 |"
         ));
-        assert!(
-            md[same..split].contains("| unix | steady | 8 MiB | 2.40 ms | 800 µs–4.00 ms | 3.50 |")
-        );
+        assert!(md[same..split]
+            .contains("| unix | steady | – | 8 MiB | 2.40 ms | 800 µs–4.00 ms | 3.50 |"));
         assert!(md.contains("- shm steady pin=same 8 MiB: pinned to CPU 0"));
         assert!(md.contains("## Warnings"));
         assert!(md.contains("- unix steady pin=same 8 MiB: wide spread: p90 is 5.0x p10"));
@@ -451,7 +452,7 @@ mod tests {
         // slowest round's figure to the fastest's; sustained, the mean.
         assert!(
             md.contains(
-                "| shm | steady | 8 MiB | 1.40 ms | 1.34–1.45 ms | 6.00 | 5.71–6.32 | 6.00 |"
+                "| shm | steady | – | 8 MiB | 1.40 ms | 1.34–1.45 ms | 6.00 | 5.71–6.32 | 6.00 |"
             ),
             "{md}"
         );

@@ -26,7 +26,9 @@ pub struct Ratios {
     pub x_memcpy: Option<f64>,
     /// Which copy that was: `memcpy` or `memcpy-nt`.
     pub best_copy: Option<Channel>,
-    /// This row's GB/s over the unix socket's at the same size, mode and pin.
+    /// This row's GB/s over the unix socket's at the same size, mode, pin
+    /// and waiting mode (a row without one, such as memcpy or memfd, over
+    /// the unix row that spins where the processes are split).
     pub x_unix: Option<f64>,
 }
 
@@ -54,12 +56,16 @@ pub fn best_copy(results: &[CaseResult], bytes: u64, pin: Pin, mode: Mode) -> Op
 /// and Markdown exports.
 pub fn ratios(results: &[CaseResult], row: &CaseResult) -> Ratios {
     let memcpy = best_copy(results, row.bytes, row.pin, row.mode);
-    let unix = results.iter().find(|r| {
-        r.transport == Channel::Unix
-            && r.bytes == row.bytes
-            && r.mode == row.mode
-            && r.pin == row.pin
-    });
+    let unix = results
+        .iter()
+        .filter(|r| {
+            r.transport == Channel::Unix
+                && r.bytes == row.bytes
+                && r.mode == row.mode
+                && r.pin == row.pin
+        })
+        // Like for like: the unix row in this row's waiting mode first.
+        .max_by_key(|r| (r.wait == row.wait, r.wait != Some(crate::case::Wait::Block)));
     let over = |reference: Option<&CaseResult>| {
         let base = reference?.gbps;
         let ratio = row.gbps / base;
