@@ -113,7 +113,10 @@ fn a_tiny_benchmark_writes_every_file_and_leaves_nothing_behind() {
     let stderr = String::from_utf8_lossy(&o.stderr);
     assert!(o.status.success(), "failed: {stderr}");
     let stdout = String::from_utf8_lossy(&o.stdout);
-    assert!(stdout.contains("| transport | mode | size |"), "{stdout}");
+    assert!(
+        stdout.contains("| transport | mode | wait | size |"),
+        "{stdout}"
+    );
 
     let v = json(&dir);
     for key in ["cpu_model", "cpus", "kernel", "git_rev"] {
@@ -338,7 +341,10 @@ fn a_tiny_benchmark_writes_every_file_and_leaves_nothing_behind() {
     let md = std::fs::read_to_string(dir.join("results.md")).unwrap();
     assert!(md.contains(bench::export::MARKDOWN_HEADER));
     assert!(md.contains("## Round-trip latency (64 B)"));
-    assert!(md.contains("| shm-pipelined | steady | 64 KiB |"), "{md}");
+    assert!(
+        md.contains("| shm-pipelined | steady | spin | 64 KiB |"),
+        "{md}"
+    );
     assert!(md.contains("3 measured runs per case after 1 warm-up run."));
 
     let svg = std::fs::read_to_string(dir.join("throughput.svg")).unwrap();
