@@ -520,7 +520,7 @@ int clock_gettime(clockid_t id, struct timespec *ts) {
 
 /// Builds the shim into a temporary directory; `None` (said on stdout)
 /// without a C compiler.
-fn skew_shim() -> Option<(PathBuf, PathBuf)> {
+fn skew_shim() -> Option<(util::TempDir, PathBuf)> {
     let dir = util::temp_dir("skew");
     let source = dir.join("skew.c");
     let shim = dir.join("skew.so");

@@ -460,7 +460,7 @@ fn a_peer_of_another_user_is_refused_on_both_sides() {
     let dir = util::temp_dir("peeruid");
     std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o755)).unwrap();
     let in_dir = |cmd: &mut std::process::Command| {
-        cmd.env("XDG_RUNTIME_DIR", &dir)
+        cmd.env("XDG_RUNTIME_DIR", &*dir)
             .args(["--name", &name, "--transport", "unix"]);
     };
     let mut cmd = std::process::Command::new(util::bin("producer"));
