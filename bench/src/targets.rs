@@ -469,25 +469,21 @@ mod tests {
 
     #[test]
     fn a_verdict_reads_the_interval_against_the_goal() {
-        let ci = |lo, hi| Interval { lo, hi };
-        assert_eq!(Outcome::decide(ci(0.61, 0.7), 0.6, true), Outcome::Met);
-        assert_eq!(Outcome::decide(ci(0.5, 0.59), 0.6, true), Outcome::Missed);
-        assert_eq!(
-            Outcome::decide(ci(0.55, 0.65), 0.6, true),
-            Outcome::WithinNoise
-        );
-        assert_eq!(
-            Outcome::decide(ci(800.0, 990.0), 1000.0, false),
-            Outcome::Met
-        );
-        assert_eq!(
-            Outcome::decide(ci(1001.0, 1200.0), 1000.0, false),
-            Outcome::Missed
-        );
-        assert_eq!(
-            Outcome::decide(ci(900.0, 1100.0), 1000.0, false),
-            Outcome::WithinNoise
-        );
+        let cases = [
+            ((0.61, 0.7), 0.6, true, Outcome::Met),
+            ((0.5, 0.59), 0.6, true, Outcome::Missed),
+            ((0.55, 0.65), 0.6, true, Outcome::WithinNoise),
+            ((800.0, 990.0), 1000.0, false, Outcome::Met),
+            ((1001.0, 1200.0), 1000.0, false, Outcome::Missed),
+            ((900.0, 1100.0), 1000.0, false, Outcome::WithinNoise),
+        ];
+        for ((lo, hi), goal, at_least, want) in cases {
+            let got = Outcome::decide(Interval { lo, hi }, goal, at_least);
+            assert_eq!(
+                got, want,
+                "[{lo}, {hi}] against {goal} (at least: {at_least})"
+            );
+        }
     }
 
     #[test]

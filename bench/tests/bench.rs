@@ -22,34 +22,12 @@ fn peer() -> PathBuf {
     PathBuf::from(env!("CARGO_BIN_EXE_p1p2-bench-peer"))
 }
 
-fn temp_dir(tag: &str) -> TempDir {
-    let dir = std::env::temp_dir().join(format!("p1p2-bench-test-{tag}-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&dir);
-    std::fs::create_dir_all(&dir).unwrap();
-    TempDir(dir)
-}
-
 /// A test's own directory, removed when dropped, also when the test fails.
-struct TempDir(PathBuf);
-
-impl std::ops::Deref for TempDir {
-    type Target = Path;
-
-    fn deref(&self) -> &Path {
-        &self.0
-    }
-}
-
-impl AsRef<Path> for TempDir {
-    fn as_ref(&self) -> &Path {
-        &self.0
-    }
-}
-
-impl Drop for TempDir {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.0);
-    }
+fn temp_dir(tag: &str) -> tempfile::TempDir {
+    tempfile::Builder::new()
+        .prefix(&format!("p1p2-bench-test-{tag}-{}-", std::process::id()))
+        .tempdir()
+        .unwrap()
 }
 
 /// Runs `p1p2-bench` with `args`, failing the test after `limit`.
@@ -114,7 +92,7 @@ fn has_proc_io() -> bool {
 #[test]
 fn a_tiny_benchmark_writes_every_file_and_leaves_nothing_behind() {
     let dir = temp_dir("tiny");
-    let out = dir.to_str().unwrap();
+    let out = dir.path().to_str().unwrap();
     let (o, pid) = run(
         &[
             "--sizes",
@@ -141,7 +119,7 @@ fn a_tiny_benchmark_writes_every_file_and_leaves_nothing_behind() {
         "{stdout}"
     );
 
-    let v = json(&dir);
+    let v = json(dir.path());
     for key in ["cpu_model", "cpus", "kernel", "git_rev"] {
         assert!(v["machine"].get(key).is_some(), "no machine.{key}");
     }
@@ -338,13 +316,13 @@ fn a_tiny_benchmark_writes_every_file_and_leaves_nothing_behind() {
         assert!(l["p99_ns"].as_f64() >= l["median_ns"].as_f64());
     }
 
-    let csv = std::fs::read_to_string(dir.join("results.csv")).unwrap();
+    let csv = std::fs::read_to_string(dir.path().join("results.csv")).unwrap();
     let lines: Vec<&str> = csv.lines().collect();
     assert_eq!(lines[0], bench::export::CSV_HEADER);
     assert_eq!(lines.len(), 1 + v["results"].as_array().unwrap().len());
     let columns = lines[0].split(',').count();
     assert!(lines.iter().all(|l| l.split(',').count() == columns));
-    let latency_csv = std::fs::read_to_string(dir.join("latency.csv")).unwrap();
+    let latency_csv = std::fs::read_to_string(dir.path().join("latency.csv")).unwrap();
     assert_eq!(latency_csv.lines().count(), 1 + latency.len());
     assert_eq!(
         latency_csv.lines().next(),
@@ -361,7 +339,7 @@ fn a_tiny_benchmark_writes_every_file_and_leaves_nothing_behind() {
         assert!(lo <= figure && figure <= hi, "{line}");
     }
 
-    let md = std::fs::read_to_string(dir.join("results.md")).unwrap();
+    let md = std::fs::read_to_string(dir.path().join("results.md")).unwrap();
     assert!(md.contains(bench::export::MARKDOWN_HEADER));
     assert!(md.contains("## Round-trip latency (64 B)"));
     assert!(
@@ -370,11 +348,11 @@ fn a_tiny_benchmark_writes_every_file_and_leaves_nothing_behind() {
     );
     assert!(md.contains("3 measured runs per case after 1 warm-up run."));
 
-    let svg = std::fs::read_to_string(dir.join("throughput.svg")).unwrap();
+    let svg = std::fs::read_to_string(dir.path().join("throughput.svg")).unwrap();
     assert!(svg.starts_with("<svg") && svg.trim_end().ends_with("</svg>"));
     assert!(svg.contains("memcpy (ceiling)") && svg.contains("shm-pipelined"));
     assert!(svg.contains("memcpy-nt (ceiling)"));
-    let latency_svg = std::fs::read_to_string(dir.join("latency.svg")).unwrap();
+    let latency_svg = std::fs::read_to_string(dir.path().join("latency.svg")).unwrap();
     assert!(latency_svg.starts_with("<svg") && latency_svg.trim_end().ends_with("</svg>"));
     assert!(latency_svg.contains("round-trip time (log scale)"));
     assert!(latency_svg.contains("shm · blocking") && latency_svg.contains("tcp · blocking"));
@@ -420,12 +398,12 @@ fn the_python_baseline_runs_when_python3_is_there() {
             "--transports",
             "memcpy,python-shm,python-array",
             "--out",
-            dir.to_str().unwrap(),
+            dir.path().to_str().unwrap(),
         ],
         Duration::from_secs(120),
     );
     assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
-    let v = json(&dir);
+    let v = json(dir.path());
     for transport in ["python-shm", "python-array"] {
         for bytes in [4096u64, 65_536] {
             let r = row(&v, transport, "steady", bytes);
@@ -479,7 +457,7 @@ fn a_killed_peer_fails_its_case_with_a_note_and_the_run_goes_on() {
             "--budget-scale",
             "1.5",
             "--out",
-            dir.to_str().unwrap(),
+            dir.path().to_str().unwrap(),
         ])
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
@@ -518,7 +496,7 @@ fn a_killed_peer_fails_its_case_with_a_note_and_the_run_goes_on() {
     let stderr = String::from_utf8_lossy(&o.stderr);
     assert!(stderr.contains("1 case(s) failed"), "{stderr}");
 
-    let v = json(&dir);
+    let v = json(dir.path());
     let notes: Vec<&str> = v["notes"]
         .as_array()
         .unwrap()

@@ -520,10 +520,10 @@ int clock_gettime(clockid_t id, struct timespec *ts) {
 
 /// Builds the shim into a temporary directory; `None` (said on stdout)
 /// without a C compiler.
-fn skew_shim() -> Option<(util::TempDir, PathBuf)> {
+fn skew_shim() -> Option<(tempfile::TempDir, PathBuf)> {
     let dir = util::temp_dir("skew");
-    let source = dir.join("skew.c");
-    let shim = dir.join("skew.so");
+    let source = dir.path().join("skew.c");
+    let shim = dir.path().join("skew.so");
     std::fs::write(&source, SKEW_C).unwrap();
     let built = std::process::Command::new("cc")
         .args(["-shared", "-fPIC", "-o"])
@@ -652,7 +652,7 @@ fn a_skewed_clock_does_not_stretch_the_timeout() {
 fn hold_against_timeout(tag: &str, hold: &str, timeout: &str) -> (String, Run, Run, u32, bool) {
     let name = unique(tag);
     let dir = util::temp_dir(tag);
-    let out = dir.join("out.png");
+    let out = dir.path().join("out.png");
     let consumer = Proc::start(
         "consumer",
         &[

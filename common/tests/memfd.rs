@@ -27,7 +27,7 @@ use common::Name;
 use rustix::fs::{MemfdFlags, SealFlags};
 use rustix::net::{sendmsg, SendAncillaryBuffer, SendAncillaryMessage, SendFlags};
 use serde_json::Value;
-use util::{assert_clean, image, root, run, unique, Proc, Run};
+use util::{assert_clean, copies, image, root, run, unique, Proc, Run};
 
 const LIMIT: Duration = Duration::from_secs(60);
 
@@ -73,20 +73,6 @@ fn pair<'a>(
 fn transfer(name: &str, producer_extra: &[&str], consumer_extra: &[&str]) -> (Run, Run) {
     let (p, c) = pair(name, producer_extra, consumer_extra, &[], &[]);
     (p.wait(LIMIT), c.wait(LIMIT))
-}
-
-fn copies(report: &Value) -> Vec<(String, String)> {
-    report["copies"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|c| {
-            (
-                c["what"].as_str().unwrap().to_owned(),
-                c["by"].as_str().unwrap().to_owned(),
-            )
-        })
-        .collect()
 }
 
 fn rw_bytes(report: &Value) -> Option<u64> {
@@ -143,11 +129,11 @@ fn a_sealed_memfd_is_read_in_place_and_no_payload_byte_crosses_the_socket() {
 fn the_decoded_image_matches_the_other_transports() {
     let dir = util::temp_dir("memfd-out");
     let name = unique("memfd-out");
-    let out = dir.join("memfd.png");
+    let out = dir.path().join("memfd.png");
     let (p, c) = transfer(&name, &[], &["--out", out.to_str().unwrap()]);
     p.ok();
     c.ok();
-    let shm_out = dir.join("shm.png");
+    let shm_out = dir.path().join("shm.png");
     let name2 = unique("memfd-shm-out");
     let consumer = Proc::start(
         "consumer",

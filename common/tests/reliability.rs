@@ -518,7 +518,7 @@ fn crafted_png(width: u32, height: u32, color: u8, inflated: usize) -> Vec<u8> {
 /// of it instead of passing.
 fn send_hostile(png: &[u8], consumer_args: &[&str]) -> util::Run {
     let dir = util::temp_dir("himg");
-    let path = dir.join("hostile.png");
+    let path = dir.path().join("hostile.png");
     std::fs::write(&path, png).unwrap();
     let name = unique("himg");
     let mut cmd = Command::new(util::bin("consumer"));

@@ -23,7 +23,7 @@ fn file_crc(path: &Path) -> String {
 fn consumer_first_then_producer_hands_over_the_exact_pixels() {
     let name = unique("cfirst");
     let dir = util::temp_dir("cfirst");
-    let out = dir.join("out.png");
+    let out = dir.path().join("out.png");
     let consumer = Proc::start(
         "consumer",
         &["--name", &name, "--json", "--out", out.to_str().unwrap()],
@@ -123,18 +123,18 @@ fn each_side_tells_the_story_of_the_lock() {
 #[test]
 fn bad_images_are_refused_before_any_segment_exists() {
     let dir = util::temp_dir("badimg");
-    let empty = dir.join("empty.png");
+    let empty = dir.path().join("empty.png");
     std::fs::write(&empty, b"").unwrap();
-    let text = dir.join("notes.png");
+    let text = dir.path().join("notes.png");
     std::fs::write(&text, b"hello, this is not an image\n").unwrap();
-    let short = dir.join("short.png");
+    let short = dir.path().join("short.png");
     std::fs::write(&short, [0x89, b'P', b'N']).unwrap();
     let cases: [(&Path, &str); 5] = [
-        (&dir.join("missing.png"), "no such file"),
+        (&dir.path().join("missing.png"), "no such file"),
         (&empty, "is empty"),
         (&text, "not a PNG file (it starts with 68 65 6c"),
         (&short, "not a PNG file"),
-        (&dir, "is a directory"),
+        (dir.path(), "is a directory"),
     ];
     for (path, reason) in cases {
         let name = unique("badimg");
@@ -148,7 +148,7 @@ fn bad_images_are_refused_before_any_segment_exists() {
 /// Sends `bytes` (which start with a PNG signature) and returns both runs.
 fn send_corrupt(bytes: &[u8], tag: &str) -> (util::Run, util::Run) {
     let dir = util::temp_dir(tag);
-    let path = dir.join("corrupt.png");
+    let path = dir.path().join("corrupt.png");
     std::fs::write(&path, bytes).unwrap();
     let name = unique(tag);
     let consumer = Proc::start("consumer", &["--name", &name, "--timeout", "20"]);

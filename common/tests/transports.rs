@@ -15,7 +15,7 @@ use std::time::Duration;
 
 use common::Name;
 use serde_json::Value;
-use util::{assert_clean, free_addr, image, run, unique, wait_for, Proc, Run};
+use util::{assert_clean, copies, free_addr, image, run, unique, wait_for, Proc, Run};
 
 const LIMIT: Duration = Duration::from_secs(60);
 
@@ -42,20 +42,6 @@ fn transfer(
     let p = producer.wait(LIMIT);
     let c = consumer.wait(LIMIT);
     (p, c)
-}
-
-fn copies(report: &Value) -> Vec<(String, String)> {
-    report["copies"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|c| {
-            (
-                c["what"].as_str().unwrap().to_owned(),
-                c["by"].as_str().unwrap().to_owned(),
-            )
-        })
-        .collect()
 }
 
 fn io(report: &Value, key: &str) -> u64 {
@@ -154,7 +140,7 @@ fn a_non_temporal_copy_into_shared_memory_delivers_the_image_intact() {
         ("auto", "heap -> segment (memcpy)"),
     ] {
         let name = unique("ntcopy");
-        let out = dir.join(format!("{copy}.png"));
+        let out = dir.path().join(format!("{copy}.png"));
         let (p, c) = transfer(
             "shm",
             &name,
@@ -184,7 +170,7 @@ fn the_decoded_image_is_identical_over_every_transport() {
     let crc = format!("{:08x}", crc32fast::hash(&std::fs::read(image()).unwrap()));
     for transport in ["shm", "unix", "tcp"] {
         let name = unique("same");
-        let out = dir.join(format!("{transport}.png"));
+        let out = dir.path().join(format!("{transport}.png"));
         let (p, c) = transfer(transport, &name, &[], &["--out", out.to_str().unwrap()]);
         p.ok();
         let c = c.ok().json();
@@ -208,12 +194,12 @@ fn the_decoded_image_is_identical_over_every_transport() {
 #[test]
 fn bad_inputs_fail_the_same_way_over_every_transport() {
     let dir = util::temp_dir("badin");
-    let text = dir.join("notes.png");
+    let text = dir.path().join("notes.png");
     std::fs::write(&text, b"plain text").unwrap();
     let mut corrupt = std::fs::read(image()).unwrap();
     let mid = corrupt.len() / 2;
     corrupt[mid..mid + 64].iter_mut().for_each(|b| *b ^= 0xa5);
-    let corrupt_path = dir.join("corrupt.png");
+    let corrupt_path = dir.path().join("corrupt.png");
     std::fs::write(&corrupt_path, &corrupt).unwrap();
     for transport in ["shm", "unix", "tcp"] {
         let addr = free_addr();
@@ -460,13 +446,13 @@ fn a_peer_of_another_user_is_refused_on_both_sides() {
     let dir = util::temp_dir("peeruid");
     std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o755)).unwrap();
     let in_dir = |cmd: &mut std::process::Command| {
-        cmd.env("XDG_RUNTIME_DIR", &*dir)
+        cmd.env("XDG_RUNTIME_DIR", dir.path())
             .args(["--name", &name, "--transport", "unix"]);
     };
     let mut cmd = std::process::Command::new(util::bin("producer"));
     in_dir(&mut cmd);
     let producer = Proc::start_cmd(cmd.args(["--timeout", "30"]));
-    let path = dir.join(format!("p1p2.{name}.sock"));
+    let path = dir.path().join(format!("p1p2.{name}.sock"));
     assert!(wait_for(&path, LIMIT));
 
     // Let uid 65534 connect (mode 0666), and get it past its own check that

@@ -151,7 +151,7 @@ impl Watched {
 fn truncate_during_decode(side: u32) -> Option<(Run, Run)> {
     let name = unique("trunc-decode");
     let dir = util::temp_dir("trunc-decode");
-    let png = dir.join("slow.png");
+    let png = dir.path().join("slow.png");
     write_slow_png(&png, side);
     let mut consumer = Watched::start(&["--name", &name, "--timeout", "30"]);
     let producer = Proc::start(

@@ -61,15 +61,14 @@ pub mod seal;
 pub mod wire;
 
 use std::os::fd::AsFd;
-use std::os::unix::fs::FileExt;
 use std::time::{Duration, Instant, SystemTime};
 
-use crate::copy::{self, Copied};
 use crate::error::{Error, Result, Role};
 use crate::failpoint;
-use crate::ledger::{Copier, Ledger, Meter};
+use crate::ledger::{Ledger, Meter};
 use crate::png;
 use crate::story::{gbps, ms, thousands, Story};
+use crate::transport::fill::{fill, Destination};
 use crate::transport::socket::{Conn, Endpoint, Listener};
 use crate::transport::{Incoming, Outgoing, Payload, Received, Sent, Session, Transport};
 use crate::wait::Deadline;
@@ -98,35 +97,7 @@ impl Transport for Memfd {
         let mut crc32 = 0;
         let mut how = "";
         let memfd = seal::create(name, len, |memory| {
-            match &out.payload {
-                Payload::File(image) => {
-                    // The kernel copies the file's page-cache pages straight
-                    // into the memfd: one copy, no heap buffer in between.
-                    image
-                        .file
-                        .read_exact_at(memory, 0)
-                        .map_err(|e| Error::BadImage {
-                            path: image.path.clone(),
-                            reason: format!("reading it failed ({e}); did it change meanwhile?"),
-                        })?;
-                    ledger.record("file -> memfd (pread)", len, Copier::Kernel);
-                    how = "from the file straight into the memfd (the kernel's copy)";
-                }
-                Payload::Heap(bytes) => {
-                    // The project's one payload copy (standard or
-                    // non-temporal, as --copy says); the seals are added
-                    // after the mapping is gone, which orders every store.
-                    let copied = copy::copy_payload(memory, bytes, out.copy);
-                    let label = copied.label();
-                    ledger.record(format!("heap -> memfd ({label})"), len, Copier::User);
-                    how = match copied {
-                        Copied::Standard => "from the heap into the memfd (memcpy)",
-                        Copied::NonTemporal => {
-                            "from the heap into the memfd (memcpy with non-temporal stores)"
-                        }
-                    };
-                }
-            }
+            how = fill(memory, out, len, &mut ledger, Destination::Memfd)?;
             crc32 = png::crc32(memory);
             Ok(())
         })?;
@@ -199,14 +170,10 @@ impl Transport for Memfd {
                     wire::DONE,
                     &Deadline::after(DECISION_PATIENCE),
                 );
-                story.say(format_args!(
-                    "consumer pid {consumer_pid} acknowledged after {}; delivered{}",
-                    ms(wait),
-                    match told {
-                        Ok(true) => " (told it: DONE)",
-                        _ => " (it hung up before hearing DONE)",
-                    }
-                ));
+                let then = match told {
+                    Ok(true) => "; delivered (told it: DONE)",
+                    _ => "; delivered (it hung up before hearing DONE)",
+                };
                 Ok(Sent {
                     crc32,
                     copy_started,
@@ -215,7 +182,8 @@ impl Transport for Memfd {
                     consumer_pid: Some(consumer_pid),
                     ledger,
                     witness,
-                })
+                }
+                .acknowledged(story, then))
             }
             Ok(Word::Got(word)) if &word == wire::NAK => {
                 Err(Error::rejected_by(Some(consumer_pid)))

@@ -11,6 +11,7 @@
 //! - [`memfd`]: an anonymous, sealed memfd passed over a Unix socket
 //!   (`SCM_RIGHTS`); the consumer maps it read-only and reads it in place.
 
+mod fill;
 pub mod memfd;
 pub mod shm;
 pub mod socket;

@@ -49,19 +49,18 @@
 //! futexes and a robust mutex, with deadlines, so a process killed at any
 //! point cannot wedge its peer. The `failpoint` names mark the steps.
 
-use std::os::unix::fs::FileExt;
 use std::sync::atomic::{fence, Ordering};
 use std::time::{Duration, Instant, SystemTime};
 
-use crate::copy::{self, Copied};
 use crate::error::{Error, Result, Role};
 use crate::failpoint;
 use crate::handoff::{self, Found, Outcome, State, Step};
 use crate::layout::{Geometry, Kind};
-use crate::ledger::{Copier, Ledger, Meter};
+use crate::ledger::{Ledger, Meter};
 use crate::png;
 use crate::segment::{Published, Segment, SlotGuard};
 use crate::story::{gbps, ms, thousands, Story};
+use crate::transport::fill::{fill, Destination};
 use crate::transport::{Incoming, Outgoing, Payload, Received, Sent, Session, Transport};
 use crate::wait::{self, Deadline};
 
@@ -112,33 +111,7 @@ impl Transport for Shm {
         failpoint::hit("producer:writing");
         let payload = &mut guard.payload_mut()?[..len as usize];
         let mut ledger = Ledger::new();
-        let how = match &out.payload {
-            Payload::File(image) => {
-                // The kernel copies the file's page-cache pages straight into
-                // the segment: one copy, no heap buffer in between.
-                image
-                    .file
-                    .read_exact_at(payload, 0)
-                    .map_err(|e| Error::BadImage {
-                        path: image.path.clone(),
-                        reason: format!("reading it failed ({e}); did it change meanwhile?"),
-                    })?;
-                ledger.record("file -> segment (pread)", len, Copier::Kernel);
-                "from the file straight into shared memory (the kernel's copy)"
-            }
-            Payload::Heap(bytes) => {
-                // A non-temporal copy ends with a store fence, so the Release
-                // stores below (seq, then Publish) order every byte before them.
-                let copied = copy::copy_payload(payload, bytes, out.copy);
-                let label = copied.label();
-                ledger.record(format!("heap -> segment ({label})"), len, Copier::User);
-                if copied == Copied::NonTemporal {
-                    "from the heap into shared memory (memcpy, non-temporal stores)"
-                } else {
-                    "from the heap into shared memory (memcpy)"
-                }
-            }
-        };
+        let how = fill(payload, out, len, &mut ledger, Destination::Segment)?;
         let copy = started.elapsed();
         let crc32 = png::crc32(payload);
         // A truncation during the copy sent the rest of it to private zero

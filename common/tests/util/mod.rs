@@ -58,36 +58,29 @@ pub fn unique(tag: &str) -> String {
     )
 }
 
-/// A fresh temporary directory for one test.
-pub fn temp_dir(tag: &str) -> TempDir {
-    let dir = std::env::temp_dir().join(format!("p1p2-test-{}", unique(tag)));
-    std::fs::create_dir_all(&dir).unwrap();
-    TempDir(dir)
+/// A fresh temporary directory for one test, removed when dropped, also
+/// when the test fails (a panic unwinds through the drop), so no run leaves
+/// it behind.
+pub fn temp_dir(tag: &str) -> tempfile::TempDir {
+    tempfile::Builder::new()
+        .prefix(&format!("p1p2-test-{}-", unique(tag)))
+        .tempdir()
+        .unwrap()
 }
 
-/// A test's own directory, removed when dropped, also when the test fails
-/// (a panic unwinds through the drop), so no run leaves it behind.
-#[derive(Debug)]
-pub struct TempDir(PathBuf);
-
-impl std::ops::Deref for TempDir {
-    type Target = Path;
-
-    fn deref(&self) -> &Path {
-        &self.0
-    }
-}
-
-impl AsRef<Path> for TempDir {
-    fn as_ref(&self) -> &Path {
-        &self.0
-    }
-}
-
-impl Drop for TempDir {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.0);
-    }
+/// The copies in a report's ledger, as (what, by) pairs.
+pub fn copies(report: &serde_json::Value) -> Vec<(String, String)> {
+    report["copies"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|c| {
+            (
+                c["what"].as_str().unwrap().to_owned(),
+                c["by"].as_str().unwrap().to_owned(),
+            )
+        })
+        .collect()
 }
 
 /// A finished process.
