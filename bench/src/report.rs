@@ -219,6 +219,27 @@ fn clusters(rounds: &[Round], samples: &[u64]) -> Option<Clusters> {
     )
 }
 
+/// What a row's `analyse` derives the same way for throughput and latency:
+/// each round's statistics into `round_stats` (`throughput` as in
+/// [`RoundStats`]), and the rounds for the bootstrap with the row's figure,
+/// the median of the round medians. `None` (and `round_stats` untouched)
+/// without samples.
+fn by_rounds(
+    rounds: &[Round],
+    samples: &[u64],
+    bytes: u64,
+    throughput: bool,
+    round_stats: &mut Vec<RoundStats>,
+) -> Option<(Clusters, f64)> {
+    let c = clusters(rounds, samples)?;
+    *round_stats = rounds
+        .iter()
+        .filter_map(|r| RoundStats::of(r, bytes, throughput))
+        .collect();
+    let figure = c.figure_ns();
+    Some((c, figure))
+}
+
 /// The socket buffer sizes the kernel granted to a socket row's peers.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct SocketBuffers {
@@ -306,16 +327,16 @@ impl CaseResult {
     /// whether the rounds were missing, so that all samples were taken as one
     /// round. Running it again gives the same values.
     pub fn analyse(&mut self, seed: u64) -> bool {
-        let Some(c) = self.clusters() else {
+        let bytes = self.bytes;
+        let Some((c, figure)) = by_rounds(
+            &self.rounds,
+            &self.samples_ns,
+            bytes,
+            true,
+            &mut self.round_stats,
+        ) else {
             return false;
         };
-        let bytes = self.bytes;
-        self.round_stats = self
-            .rounds
-            .iter()
-            .filter_map(|r| RoundStats::of(r, bytes, true))
-            .collect();
-        let figure = c.figure_ns();
         self.round_median_ns = Some(figure);
         self.gbps = stats::gbps(bytes, figure);
         let to_gbps = |ns: f64| stats::gbps(bytes, ns);
@@ -449,16 +470,16 @@ impl LatencyResult {
     /// Derives `round_stats`, the figure and its interval (see
     /// [`CaseResult::analyse`]); returns whether the rounds were missing.
     pub fn analyse(&mut self, seed: u64) -> bool {
-        let Some(c) = self.clusters() else {
+        let Some((c, figure)) = by_rounds(
+            &self.rounds,
+            &self.samples_ns,
+            self.bytes,
+            false,
+            &mut self.round_stats,
+        ) else {
             return false;
         };
-        let bytes = self.bytes;
-        self.round_stats = self
-            .rounds
-            .iter()
-            .filter_map(|r| RoundStats::of(r, bytes, false))
-            .collect();
-        self.round_median_ns = Some(c.figure_ns());
+        self.round_median_ns = Some(figure);
         self.ci95 = c.figure_interval(seed);
         c.pooled()
     }
