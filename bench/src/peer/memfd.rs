@@ -22,23 +22,16 @@
 //! by the `shm` steady row, and not this transport's.
 
 use std::os::fd::AsFd;
-use std::time::Instant;
 
 use super::report::PeerReport;
 use super::sample::{Measure, Tally};
 use super::spec::Spec;
-use crate::checksum::{read_stamp, stamp, Expected, PageBuf, STOP};
+use crate::checksum::{read_stamp, Expected, PageBuf, STOP};
 use common::copy::copy_payload;
 use common::error::{Error, Result, Role};
-use common::story::Story;
 use common::transport::memfd::{seal, wire};
-use common::transport::socket::{Conn, Endpoint, Listener};
+use common::transport::socket::Conn;
 use common::wait::Deadline;
-
-fn endpoint(spec: &Spec) -> Result<(Endpoint, common::Name)> {
-    let name = spec.segment_name()?;
-    Ok((Endpoint::Unix(name.socket_path()), name))
-}
 
 /// Sends one payload as a fresh sealed memfd and waits for its answer.
 fn send_one(conn: &Conn, name: &common::Name, src: &[u8], seq: u64, spec: &Spec) -> Result<()> {
@@ -72,22 +65,13 @@ fn send_one(conn: &Conn, name: &common::Name, src: &[u8], seq: u64, spec: &Spec)
 
 /// memfd cold, sender: a fresh sealed memfd for every transfer.
 pub(super) fn cold_sender(spec: &Spec) -> Result<PeerReport> {
-    let (endpoint, name) = endpoint(spec)?;
-    let listener = Listener::bind(&endpoint, &name)?;
-    let deadline = Deadline::after(spec.timeout());
-    let (conn, _pid) = listener
-        .accept(&deadline, &Story::new(Role::Producer, true))?
-        .ok_or_else(|| deadline.timeout(format!("no receiver connected to {endpoint}")))?;
+    let name = spec.segment_name()?;
+    let conn = super::socket::accept(spec)?;
     let mut src = PageBuf::pattern(spec.payload_len());
     let mut m = Measure::new(spec, 0);
-    let mut seq = 0u64;
-    while m.more() {
-        seq += 1;
-        stamp(src.as_mut_slice(), seq);
-        let t0 = Instant::now();
-        send_one(&conn, &name, src.as_slice(), seq, spec)?;
-        m.record(t0, Instant::now());
-    }
+    m.stamped(&mut src, |payload, seq, _lap| {
+        send_one(&conn, &name, payload, seq, spec)
+    })?;
     let report = m.finish(1.0);
     send_one(&conn, &name, &STOP.to_le_bytes(), STOP, spec)?;
     Ok(report)
@@ -96,11 +80,7 @@ pub(super) fn cold_sender(spec: &Spec) -> Result<PeerReport> {
 /// memfd cold, receiver: checks, maps, reads in place, unmaps and closes
 /// every memfd, and answers with its sequence number.
 pub(super) fn cold_receiver(spec: &Spec) -> Result<PeerReport> {
-    let (endpoint, _) = endpoint(spec)?;
-    let deadline = Deadline::after(spec.timeout());
-    let mut conn = Conn::connect(&endpoint, &deadline)?
-        .ok_or_else(|| deadline.timeout(format!("no sender listened on {endpoint}")))?;
-    conn.hello(spec.timeout())?;
+    let conn = super::socket::connect(spec)?;
     let expected = Expected::for_size(spec.payload_len());
     let mut tally = Tally::new(spec);
     loop {

@@ -46,9 +46,10 @@ fn endpoint(spec: &Spec) -> Result<(Endpoint, Name)> {
     Ok((endpoint, name))
 }
 
-/// Sender side of a socket case: listens, accepts the receiver (which says
+/// Sender side of a socket case (and of the memfd case, whose descriptors
+/// travel over a Unix socket): listens, accepts the receiver (which says
 /// hello), and removes the socket file at once.
-fn accept(spec: &Spec) -> Result<Conn> {
+pub(super) fn accept(spec: &Spec) -> Result<Conn> {
     let (endpoint, name) = endpoint(spec)?;
     let listener = Listener::bind(&endpoint, &name)?;
     let deadline = Deadline::after(spec.timeout());
@@ -58,7 +59,8 @@ fn accept(spec: &Spec) -> Result<Conn> {
     Ok(conn)
 }
 
-fn connect(spec: &Spec) -> Result<Conn> {
+/// Receiver side of a socket or memfd case: connects and says hello.
+pub(super) fn connect(spec: &Spec) -> Result<Conn> {
     let (endpoint, _) = endpoint(spec)?;
     let deadline = Deadline::after(spec.timeout());
     let mut conn = Conn::connect(&endpoint, &deadline)?

@@ -70,7 +70,7 @@ use crate::png;
 use crate::story::{gbps, ms, thousands, Story};
 use crate::transport::fill::{fill, Destination};
 use crate::transport::socket::{Conn, Endpoint, Listener};
-use crate::transport::{Incoming, Outgoing, Payload, Received, Sent, Session, Transport};
+use crate::transport::{Incoming, Outgoing, Received, Sent, Session, Transport};
 use crate::wait::Deadline;
 use wire::Word;
 
@@ -86,10 +86,7 @@ impl Transport for Memfd {
     fn send(&self, session: &Session<'_>, out: &Outgoing<'_>) -> Result<Sent> {
         let story = session.story;
         let name = session.name;
-        let len = match &out.payload {
-            Payload::File(image) => image.len,
-            Payload::Heap(bytes) => bytes.len() as u64,
-        };
+        let len = out.payload.size();
         let meter = Meter::start();
         let copy_started = SystemTime::now();
         let started = Instant::now();

@@ -111,6 +111,16 @@ pub enum Payload<'a> {
     Heap(&'a [u8]),
 }
 
+impl Payload<'_> {
+    /// Its size in bytes.
+    pub fn size(&self) -> u64 {
+        match self {
+            Payload::File(image) => image.len,
+            Payload::Heap(bytes) => bytes.len() as u64,
+        }
+    }
+}
+
 /// What the producer hands to a transport.
 pub struct Outgoing<'a> {
     /// The payload.

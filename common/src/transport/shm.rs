@@ -61,7 +61,7 @@ use crate::png;
 use crate::segment::{Published, Segment, SlotGuard};
 use crate::story::{gbps, ms, thousands, Story};
 use crate::transport::fill::{fill, Destination};
-use crate::transport::{Incoming, Outgoing, Payload, Received, Sent, Session, Transport};
+use crate::transport::{Incoming, Outgoing, Received, Sent, Session, Transport};
 use crate::wait::{self, Deadline};
 
 /// The shared-memory transport.
@@ -72,10 +72,7 @@ impl Transport for Shm {
     fn send(&self, session: &Session<'_>, out: &Outgoing<'_>) -> Result<Sent> {
         let story = session.story;
         let name = session.name;
-        let len = match &out.payload {
-            Payload::File(image) => image.len,
-            Payload::Heap(bytes) => bytes.len() as u64,
-        };
+        let len = out.payload.size();
         let segment = Segment::create(name, Geometry::new(Kind::Transfer, len, 1))?;
         let mut guard = segment
             .try_lock(0)?
