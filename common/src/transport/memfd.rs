@@ -67,10 +67,10 @@ use crate::error::{Error, Result, Role};
 use crate::failpoint;
 use crate::ledger::{Ledger, Meter};
 use crate::png;
-use crate::story::{gbps, ms, thousands, Story};
+use crate::story::{gbps, ms, thousands};
 use crate::transport::fill::{fill, Destination};
 use crate::transport::socket::{Conn, Endpoint, Listener};
-use crate::transport::{Incoming, Outgoing, Received, Sent, Session, Transport};
+use crate::transport::{self, Incoming, Outgoing, Received, Sent, Session, Transport};
 use crate::wait::Deadline;
 use wire::Word;
 
@@ -123,7 +123,7 @@ impl Transport for Memfd {
             return Err(deadline.timeout(format!("no consumer connected to {endpoint}")));
         };
         story.say(format_args!("consumer pid {consumer_pid} connected"));
-        hold(story, session.hold, "before passing the memfd")?;
+        transport::hold(story, session.hold, "holding", " before passing the memfd")?;
 
         let offer = wire::offer(len, crc32);
         wire::send_offer(
@@ -264,7 +264,7 @@ impl Transport for Memfd {
             crc32,
             meter,
         })
-        .and_then(|()| hold(story, session.hold, "before acknowledging"));
+        .and_then(|()| transport::hold(story, session.hold, "holding", " before acknowledging"));
         drop(checked);
         if let Err(e) = accepted {
             nak(&conn);
@@ -352,17 +352,4 @@ fn check_offer(offer: wire::ReceivedOffer, max: u64) -> Result<(seal::Checked, u
         )));
     }
     Ok((seal::check(fd, len)?, len, crc32))
-}
-
-/// Waits `hold` (`--hold`), telling the story; returns early on a signal.
-fn hold(story: &Story, hold: Duration, before: &str) -> Result<()> {
-    if hold.is_zero() {
-        return Ok(());
-    }
-    story.say(format_args!(
-        "holding for {} ms {before} (--hold)",
-        hold.as_millis()
-    ));
-    let _spin = story.waiting("holding (--hold)");
-    crate::wait::sleep(hold)
 }

@@ -102,6 +102,20 @@ pub struct Session<'a> {
     pub story: &'a Story,
 }
 
+/// Waits `hold` (`--hold`), saying "{doing} for N ms{after} (--hold)" and
+/// showing a spinner meanwhile; returns early on a signal.
+pub(crate) fn hold(story: &Story, hold: Duration, doing: &str, after: &str) -> Result<()> {
+    if hold.is_zero() {
+        return Ok(());
+    }
+    story.say(format_args!(
+        "{doing} for {} ms{after} (--hold)",
+        hold.as_millis()
+    ));
+    let _spin = story.waiting(format!("{doing} (--hold)"));
+    crate::wait::sleep(hold)
+}
+
 /// Where the producer's payload is when the transport gets it.
 pub enum Payload<'a> {
     /// Still in the (checked) file: the shared-memory transport reads it

@@ -61,7 +61,7 @@ use crate::png;
 use crate::segment::{Published, Segment, SlotGuard};
 use crate::story::{gbps, ms, thousands, Story};
 use crate::transport::fill::{fill, Destination};
-use crate::transport::{Incoming, Outgoing, Received, Sent, Session, Transport};
+use crate::transport::{self, Incoming, Outgoing, Received, Sent, Session, Transport};
 use crate::wait::{self, Deadline};
 
 /// The shared-memory transport.
@@ -132,7 +132,7 @@ impl Transport for Shm {
         ));
         failpoint::hit("producer:ready");
 
-        hold(story, session.hold, "")?;
+        transport::hold(story, session.hold, "holding exclusive access", "")?;
         drop(guard);
         story.say("released the lock; waiting for a consumer to read it");
         failpoint::hit("producer:released");
@@ -242,7 +242,12 @@ impl Transport for Shm {
                 crc32,
                 meter,
             })?;
-            hold(story, session.hold, " before acknowledging")?;
+            transport::hold(
+                story,
+                session.hold,
+                "holding exclusive access",
+                " before acknowledging",
+            )?;
             // Last: the bytes were not rewritten while we used them.
             let now = slot.seq.load(Ordering::Acquire);
             if now != seq {
@@ -582,19 +587,6 @@ fn bad_state(segment: &Segment, found: Found) -> Error {
             Found::Invalid(raw) => format!("its state word holds {raw}, which is no state"),
         },
     }
-}
-
-/// Keeps the lock for `--hold`, telling the story; returns early on a signal.
-fn hold(story: &Story, hold: Duration, before: &str) -> Result<()> {
-    if hold.is_zero() {
-        return Ok(());
-    }
-    story.say(format_args!(
-        "holding exclusive access for {} ms{before} (--hold)",
-        hold.as_millis()
-    ));
-    let _spin = story.waiting("holding the lock (--hold)");
-    wait::sleep(hold)
 }
 
 /// Withdraws the payload when the producer leaves before it released the
