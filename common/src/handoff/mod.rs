@@ -40,35 +40,38 @@ mod model;
 
 use std::sync::atomic::{AtomicU32, Ordering};
 
-/// The values of a slot's state word (`layout::state` gives the raw numbers).
+use crate::layout::state;
+
+/// The values of a slot's state word; `layout::state` holds their numbers,
+/// the format's one definition of them.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 #[repr(u32)]
 pub enum State {
     /// No payload yet, or one being written.
-    Empty = 0,
+    Empty = state::EMPTY,
     /// A complete payload is offered.
-    Ready = 1,
+    Ready = state::READY,
     /// The consumer verified and decoded it: delivered.
-    Acked = 2,
+    Acked = state::ACKED,
     /// The consumer found it bad, or gave up after taking it.
-    Rejected = 3,
+    Rejected = state::REJECTED,
     /// The producer gave up before an acknowledgement, or died while
     /// writing it: not delivered.
-    Withdrawn = 4,
+    Withdrawn = state::WITHDRAWN,
     /// A consumer holds the lock and is reading it.
-    Taken = 5,
+    Taken = state::TAKEN,
 }
 
 impl State {
     /// The state for a raw word, if it is one.
     pub fn from_u32(value: u32) -> Option<State> {
         Some(match value {
-            0 => State::Empty,
-            1 => State::Ready,
-            2 => State::Acked,
-            3 => State::Rejected,
-            4 => State::Withdrawn,
-            5 => State::Taken,
+            state::EMPTY => State::Empty,
+            state::READY => State::Ready,
+            state::ACKED => State::Acked,
+            state::REJECTED => State::Rejected,
+            state::WITHDRAWN => State::Withdrawn,
+            state::TAKEN => State::Taken,
             _ => return None,
         })
     }
@@ -240,6 +243,19 @@ mod tests {
                 }
             }
         }
+    }
+
+    #[test]
+    fn every_state_has_a_name_and_others_are_invalid() {
+        assert_eq!(
+            State::from_u32(state::READY).map(State::as_str),
+            Some("ready")
+        );
+        assert_eq!(
+            State::from_u32(state::WITHDRAWN).map(State::as_str),
+            Some("withdrawn")
+        );
+        assert_eq!(State::from_u32(99), None);
     }
 
     #[test]

@@ -52,7 +52,7 @@ use std::sync::atomic::Ordering;
 use memmap2::MmapRaw;
 
 use crate::error::{Error, IoContext, Result};
-use crate::layout::{state, Geometry, Header, Slot, SLOTS_OFFSET, SLOT_SIZE};
+use crate::layout::{Geometry, Header, Slot, SLOTS_OFFSET, SLOT_SIZE};
 use crate::name::Name;
 
 mod claim;
@@ -190,29 +190,4 @@ impl Segment {
 /// Whether an [`Error`] means "no such segment".
 pub fn is_not_found(error: &Error) -> bool {
     matches!(error, Error::Io { source, .. } if source.kind() == io::ErrorKind::NotFound)
-}
-
-/// The state names, for messages.
-pub fn state_name(value: u32) -> &'static str {
-    match value {
-        state::EMPTY => "empty",
-        state::READY => "ready",
-        state::ACKED => "acknowledged",
-        state::REJECTED => "rejected",
-        state::WITHDRAWN => "withdrawn by its producer",
-        state::TAKEN => "taken by a consumer",
-        _ => "invalid",
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn every_state_has_a_name_and_others_are_invalid() {
-        assert_eq!(state_name(state::READY), "ready");
-        assert_eq!(state_name(state::WITHDRAWN), "withdrawn by its producer");
-        assert_eq!(state_name(99), "invalid");
-    }
 }
