@@ -74,6 +74,9 @@ pub enum Kind {
     Value = 2,
     /// A `SharedArray<T>`.
     Array = 3,
+    /// A ring of raw frames for any number of readers (`crate::stream`):
+    /// 2 to [`crate::stream::MAX_SLOTS`] slots.
+    Stream = 5,
 }
 
 impl Kind {
@@ -83,6 +86,7 @@ impl Kind {
             1 => Kind::Transfer,
             2 => Kind::Value,
             3 => Kind::Array,
+            5 => Kind::Stream,
             _ => return None,
         })
     }
@@ -93,6 +97,7 @@ impl Kind {
             Kind::Transfer => "transfer",
             Kind::Value => "value",
             Kind::Array => "array",
+            Kind::Stream => "stream",
         }
     }
 }
@@ -393,6 +398,13 @@ impl RawHeader {
                 "flags {:#x} on a {} segment (only values and arrays have flags)",
                 self.flags,
                 kind.as_str()
+            ));
+        }
+        if kind == Kind::Stream && !(2..=crate::stream::MAX_SLOTS).contains(&self.slot_count) {
+            return Err(format!(
+                "a stream with {} slots (a ring has 2..={})",
+                self.slot_count,
+                crate::stream::MAX_SLOTS
             ));
         }
         match geometry.file_len() {

@@ -21,6 +21,8 @@
 //! - [`ledger`]: the copies of the payload, counted and witnessed by the kernel;
 //! - [`transport`]: the ways a payload travels, behind one interface;
 //! - [`transfer`]: one whole transfer as each binary runs it, and its report;
+//! - [`stream`]: a ring of raw frames for any number of readers, and the
+//!   same stream over sockets;
 //! - [`story`], [`progress`], [`cli`]: what the binaries print;
 //! - [`error`]: the error type.
 
@@ -42,6 +44,7 @@ pub mod segment;
 pub mod shared;
 pub mod signals;
 pub mod story;
+pub mod stream;
 pub mod transfer;
 pub mod transport;
 pub mod wait;

@@ -54,6 +54,7 @@ fn a_kind(kind: Kind) -> &'static str {
         Kind::Transfer => "a transfer",
         Kind::Value => "a value",
         Kind::Array => "an array",
+        Kind::Stream => "a stream",
     }
 }
 
