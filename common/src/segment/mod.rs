@@ -47,12 +47,12 @@
 
 use std::fs::File;
 use std::io;
-use std::sync::atomic::Ordering;
+use std::sync::atomic::{AtomicU64, Ordering};
 
 use memmap2::MmapRaw;
 
 use crate::error::{Error, IoContext, Result};
-use crate::layout::{Geometry, Header, Slot, SLOTS_OFFSET, SLOT_SIZE};
+use crate::layout::{Geometry, Header, Slot, HEADER_SIZE, SLOTS_OFFSET, SLOT_SIZE};
 use crate::name::Name;
 
 mod claim;
@@ -116,6 +116,25 @@ impl Segment {
         // the mutex bytes, which sit in an UnsafeCell and are only touched
         // through the pthread functions and atomic loads (`mutex`).
         unsafe { &*(self.map.as_ptr().add(SLOTS_OFFSET + i * SLOT_SIZE) as *const Slot) }
+    }
+
+    /// `count` 64-bit words of the header page from byte `offset` on: room
+    /// that a kind of segment uses beyond the slot control blocks (a
+    /// stream's reader table).
+    ///
+    /// # Panics
+    /// If the words do not lie inside the header page or `offset` is not a
+    /// multiple of 8 (a programming error).
+    pub fn header_words(&self, offset: usize, count: usize) -> &[AtomicU64] {
+        assert!(offset % 8 == 0 && offset + count * 8 <= HEADER_SIZE);
+        // SAFETY: the header page is mapped for as long as `self` lives (every
+        // segment is at least HEADER_SIZE bytes, checked at create and open);
+        // the words lie inside it (asserted) and are 8-aligned (the mapping is
+        // page-aligned, the offset a multiple of 8); other processes touch
+        // them only with atomic operations, so shared access is sound.
+        unsafe {
+            std::slice::from_raw_parts(self.map.as_ptr().add(offset) as *const AtomicU64, count)
+        }
     }
 
     /// Raw pointer to slot `i`'s payload (capacity bytes). For types that

@@ -7,8 +7,8 @@
 //!
 //! - [`format`]: the pixel formats and the frame header, with the checks a
 //!   reader makes on it;
-//! - `ring`: the ring segment, its slots' sequence locks and the reader table;
-//! - `frames`: the frames the producer makes from one image;
+//! - [`ring`]: the ring segment, its slots' sequence locks and the reader table;
+//! - [`frames`]: the frames the producer makes from one image;
 //! - `socket`: the same stream over Unix or TCP sockets, one connection (and
 //!   one more copy) per reader;
 //! - `preview`: the newest frame drawn in the terminal.
@@ -22,8 +22,11 @@ use std::str::FromStr;
 use serde::Serialize;
 
 pub mod format;
+pub mod frames;
+pub mod ring;
 
 pub use format::{Frame, FrameHeader, PixelFormat};
+pub use ring::{Read, Reader, ReaderStats, Shape, Writer};
 
 /// The most slots a ring has: their control blocks must end before the
 /// reader table (`READERS_OFFSET`).
