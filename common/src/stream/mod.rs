@@ -11,7 +11,8 @@
 //! - [`frames`]: the frames the producer makes from one image;
 //! - `socket`: the same stream over Unix or TCP sockets, one connection (and
 //!   one more copy) per reader;
-//! - `preview`: the newest frame drawn in the terminal.
+//! - [`preview`]: the newest frame drawn live in the terminal
+//!   (`consumer --stream --preview`).
 //!
 //! `docs/segment-format.md` gives the ring's byte layout and protocol for
 //! readers in other languages, and `docs/streaming.md` the measurements.
@@ -23,6 +24,7 @@ use serde::Serialize;
 
 pub mod format;
 pub mod frames;
+pub mod preview;
 pub mod ring;
 
 pub use format::{Frame, FrameHeader, PixelFormat};
