@@ -120,8 +120,9 @@ fn slice_timespec(left: Duration) -> rustix::time::Timespec {
 /// Wakes every process sleeping on `word` (after a `Release` store to it).
 pub fn wake_all(word: &AtomicU32) {
     // Errors are impossible for a valid address; a failed wake would only
-    // delay waiters until their next slice.
-    let _ = futex::wake(word, futex::Flags::empty(), u32::MAX);
+    // delay waiters until their next slice. The kernel reads the count as a
+    // signed int: u32::MAX would be -1, which wakes one waiter only.
+    let _ = futex::wake(word, futex::Flags::empty(), i32::MAX as u32);
 }
 
 /// Bit 31 of a state word: set by a waiter of [`spin_until`] just before it

@@ -12,6 +12,7 @@ use std::time::Duration;
 
 use clap::Parser;
 use common::png::Limits;
+use common::stream::run;
 use common::transfer::{self, ConsumerOptions};
 use common::transport::socket::DEFAULT_TCP_ADDR;
 use common::transport::TransportKind;
@@ -57,6 +58,29 @@ struct Args {
     #[arg(long, default_value = DEFAULT_TCP_ADDR, value_name = "HOST:PORT")]
     addr: SocketAddr,
 
+    /// Read a stream of frames (`producer --stream`) in place, and report
+    /// frames, skipped frames, fps and publish-to-read latency.
+    #[arg(long)]
+    stream: bool,
+
+    /// With --stream: spin before sleeping while waiting for a frame (use
+    /// only with the producer on another CPU).
+    #[arg(long, requires = "stream")]
+    spin: bool,
+
+    /// With --stream: draw the newest frame in the terminal (off when
+    /// stdout is not a terminal).
+    #[arg(long, requires = "stream")]
+    preview: bool,
+
+    /// With --stream: stop after N frames (default: at the stream's end).
+    #[arg(long, value_name = "N", requires = "stream")]
+    frames: Option<u64>,
+
+    /// With --stream: stop after SECS seconds.
+    #[arg(long, value_name = "SECS", requires = "stream")]
+    seconds: Option<f64>,
+
     /// Print one JSON object on stdout instead of the story.
     #[arg(long)]
     json: bool,
@@ -65,6 +89,24 @@ struct Args {
 fn main() -> ExitCode {
     let args = Args::parse();
     let story = Story::new(Role::Consumer, args.json);
+    if args.stream {
+        let result = Name::new(&args.name).and_then(|name| {
+            run::consume(
+                &run::ConsumerOptions {
+                    name,
+                    transport: args.transport,
+                    addr: args.addr,
+                    timeout: args.timeout,
+                    spin: args.spin,
+                    preview: args.preview,
+                    frames: args.frames,
+                    seconds: args.seconds,
+                },
+                &story,
+            )
+        });
+        return cli::finish(Role::Consumer, args.json, result);
+    }
     let result = Name::new(&args.name).and_then(|name| {
         transfer::consume(
             &ConsumerOptions {

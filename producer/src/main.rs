@@ -12,6 +12,7 @@ use std::time::Duration;
 
 use clap::Parser;
 use common::copy::CopyMode;
+use common::stream::{self, run};
 use common::transfer::{self, ProducerOptions, ReadMode};
 use common::transport::socket::DEFAULT_TCP_ADDR;
 use common::transport::TransportKind;
@@ -56,11 +57,54 @@ struct Args {
     #[arg(long, default_value = "direct", value_name = "direct|heap")]
     read: ReadMode,
 
-    /// How a heap buffer is copied into shared memory (with --read heap):
+    /// How a heap buffer is copied into shared memory (with --read heap,
+    /// and for every frame with --stream):
     /// `std` is memcpy, `nt` uses non-temporal stores (straight to memory,
     /// past the cache), `auto` uses them from 16 MiB on.
     #[arg(long, default_value = "auto", value_name = "std|nt|auto")]
     copy: CopyMode,
+
+    /// Stream frames instead of handing over one image: the image is
+    /// decoded once, and each frame is it scrolled by the frame number, with
+    /// the number drawn in. Readers (`consumer --stream`) attach at any time.
+    #[arg(long)]
+    stream: bool,
+
+    /// With --stream: frames a second (0: as fast as possible).
+    #[arg(long, default_value_t = 30.0, value_name = "N", requires = "stream")]
+    fps: f64,
+
+    /// With --stream: stop after N frames (default: after 10 seconds).
+    #[arg(long, value_name = "N", requires = "stream")]
+    frames: Option<u64>,
+
+    /// With --stream: stop after SECS seconds.
+    #[arg(long, value_name = "SECS", requires = "stream")]
+    seconds: Option<f64>,
+
+    /// With --stream: slots in the ring (2 to 15).
+    #[arg(long, default_value_t = stream::DEFAULT_SLOTS, value_name = "K", requires = "stream")]
+    slots: u32,
+
+    /// With --stream: wait until N consumers are attached before the first
+    /// frame (0: start at once).
+    #[arg(long, default_value_t = 0, value_name = "N", requires = "stream")]
+    consumers: usize,
+
+    /// With --stream: `latest` never waits (a slow consumer skips to the
+    /// newest frame); `every` waits for every live consumer, and drops one
+    /// that holds the stream up for a second.
+    #[arg(
+        long,
+        default_value = "latest",
+        value_name = "latest|every",
+        requires = "stream"
+    )]
+    policy: stream::Policy,
+
+    /// With --stream: generated Rgb8 frames of this size instead of the image.
+    #[arg(long, value_name = "WxH", value_parser = run::parse_size, requires = "stream")]
+    size: Option<(u32, u32)>,
 
     /// List this project's segments and sockets (name, size, owner pid,
     /// alive or dead), then exit.
@@ -83,6 +127,31 @@ fn main() -> ExitCode {
         return inventory(args.clean, args.json);
     }
     let story = Story::new(Role::Producer, args.json);
+    if args.stream {
+        let result = Name::new(&args.name).and_then(|name| {
+            run::produce(
+                &run::ProducerOptions {
+                    input: match args.size {
+                        Some((width, height)) => run::Input::Pattern { width, height },
+                        None => run::Input::Png(args.image),
+                    },
+                    name,
+                    transport: args.transport,
+                    addr: args.addr,
+                    fps: args.fps,
+                    frames: args.frames,
+                    seconds: args.seconds,
+                    slots: args.slots,
+                    consumers: args.consumers,
+                    policy: args.policy,
+                    timeout: args.timeout,
+                    copy: args.copy,
+                },
+                &story,
+            )
+        });
+        return cli::finish(Role::Producer, args.json, result);
+    }
     let result = Name::new(&args.name).and_then(|name| {
         transfer::produce(
             &ProducerOptions {

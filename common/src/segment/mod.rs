@@ -126,7 +126,7 @@ impl Segment {
     /// If the words do not lie inside the header page or `offset` is not a
     /// multiple of 8 (a programming error).
     pub fn header_words(&self, offset: usize, count: usize) -> &[AtomicU64] {
-        assert!(offset % 8 == 0 && offset + count * 8 <= HEADER_SIZE);
+        assert!(offset.is_multiple_of(8) && offset + count * 8 <= HEADER_SIZE);
         // SAFETY: the header page is mapped for as long as `self` lives (every
         // segment is at least HEADER_SIZE bytes, checked at create and open);
         // the words lie inside it (asserted) and are 8-aligned (the mapping is

@@ -7,7 +7,7 @@
 //! the bands' CRCs are computed once, and each frame's is combined from them
 //! (`crc32fast::Hasher::combine`) and from the few stamped rows.
 
-use std::io::Read as _;
+use std::io::{Read as _, Seek as _};
 use std::path::Path;
 
 use crc32fast::Hasher;
@@ -76,9 +76,11 @@ impl Source {
     pub fn from_png(path: &Path) -> Result<Source> {
         let mut source = png::open_source(path)?;
         let mut bytes = Vec::with_capacity(source.len as usize);
+        // `open_source` read the signature: start again from the top.
         source
             .file
-            .read_to_end(&mut bytes)
+            .seek(std::io::SeekFrom::Start(0))
+            .and_then(|_| source.file.read_to_end(&mut bytes))
             .map_err(|e| Error::BadImage {
                 path: path.to_owned(),
                 reason: e.to_string(),
@@ -92,12 +94,7 @@ impl Source {
         } else {
             (PixelFormat::Rgb8, image.into_rgb8().into_raw())
         };
-        Ok(Source::new(
-            pixels,
-            decoded.width,
-            decoded.height,
-            format,
-        ))
+        Ok(Source::new(pixels, decoded.width, decoded.height, format))
     }
 
     /// A generated Rgb8 test picture of `width` × `height` pixels: colour
@@ -178,7 +175,11 @@ impl Source {
     /// # Panics
     /// If `dst` has another length.
     pub fn fill(&self, id: u64, dst: &mut [u8], copy: CopyMode) -> u32 {
-        assert_eq!(dst.len(), self.pixels.len(), "a frame buffer of the wrong size");
+        assert_eq!(
+            dst.len(),
+            self.pixels.len(),
+            "a frame buffer of the wrong size"
+        );
         let n = self.bands.len();
         let first = (id % n as u64) as usize;
         let mut at = 0;
@@ -261,7 +262,10 @@ mod tests {
         // Below the stamp, frame 2 is frame 1 moved up one band (4 rows).
         let stride = 64 * 3;
         let stamp = source.stamp_rows as usize * stride;
-        assert_eq!(&two[stamp..2 * stride * 2], &one[4 * stride + stamp..4 * stride + 4 * stride]);
+        assert_eq!(
+            &two[stamp..2 * stride * 2],
+            &one[4 * stride + stamp..4 * stride + 4 * stride]
+        );
         // After a whole turn the pixels repeat; only the stamp differs.
         let (seventeen, _) = frame(&source, 17);
         assert_eq!(one[stamp..], seventeen[stamp..]);

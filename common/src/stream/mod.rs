@@ -9,8 +9,9 @@
 //!   reader makes on it;
 //! - [`ring`]: the ring segment, its slots' sequence locks and the reader table;
 //! - [`frames`]: the frames the producer makes from one image;
-//! - `socket`: the same stream over Unix or TCP sockets, one connection (and
+//! - [`socket`]: the same stream over Unix or TCP sockets, one connection (and
 //!   one more copy) per reader;
+//! - [`run`]: a whole stream as each binary runs it, and the reports;
 //! - [`preview`]: the newest frame drawn live in the terminal
 //!   (`consumer --stream --preview`).
 //!
@@ -26,6 +27,8 @@ pub mod format;
 pub mod frames;
 pub mod preview;
 pub mod ring;
+pub mod run;
+pub mod socket;
 
 pub use format::{Frame, FrameHeader, PixelFormat};
 pub use ring::{Read, Reader, ReaderStats, Shape, Writer};

@@ -153,6 +153,14 @@ impl Preview {
     /// # Errors
     /// When stdout cannot be written.
     pub fn draw(&mut self, picture: &Picture, status: &str) -> std::io::Result<()> {
+        let text = self.compose(picture, status);
+        self.show(&text)
+    }
+
+    /// The text [`Preview::draw`] writes, without writing it: a reader
+    /// builds it while it reads a frame in place, and shows it only if the
+    /// frame turns out whole.
+    pub fn compose(&mut self, picture: &Picture, status: &str) -> String {
         let (cols, rows) = terminal_size()
             .filter(|&(cols, rows)| cols > 0 && rows > 0)
             .unwrap_or((80, 24));
@@ -165,10 +173,18 @@ impl Preview {
             text.push_str("\x1b[2J");
         }
         text.push_str(&render(picture, cols, rows, status));
+        self.shape = shape;
+        text
+    }
+
+    /// Writes text made by [`Preview::compose`] and records the time.
+    ///
+    /// # Errors
+    /// When stdout cannot be written.
+    pub fn show(&mut self, text: &str) -> std::io::Result<()> {
         let mut out = std::io::stdout().lock();
         out.write_all(text.as_bytes())?;
         out.flush()?;
-        self.shape = shape;
         self.last = Some(Instant::now());
         Ok(())
     }

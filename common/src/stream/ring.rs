@@ -278,13 +278,7 @@ impl Writer {
                 return Ok(());
             }
             let seen = word.load(Ordering::Acquire) & !SLEEPER;
-            let got = wait::spin_until(
-                word,
-                deadline,
-                Duration::ZERO,
-                |v| v != seen,
-                || Ok(()),
-            )?;
+            let got = wait::spin_until(word, deadline, Duration::ZERO, |v| v != seen, || Ok(()))?;
             if got.is_none() {
                 return Err(deadline.timeout(format!(
                     "{count} consumer(s) attached to stream {}, {} did",
@@ -741,10 +735,7 @@ impl Reader {
     /// producer's liveness and the deadline.
     fn await_short(&self, deadline: &Deadline) -> Result<()> {
         if deadline.remaining().is_none() {
-            return Err(deadline.timeout(format!(
-                "a whole frame of stream {}",
-                self.ring.name()
-            )));
+            return Err(deadline.timeout(format!("a whole frame of stream {}", self.ring.name())));
         }
         self.producer_alive()?;
         std::thread::sleep(Duration::from_micros(50));
@@ -779,9 +770,16 @@ impl Reader {
             role: Role::Producer,
             pid: Some(self.producer_pid()),
             when: if writing {
-                format!("in the middle of writing frame {} (stream {})", head + 1, self.ring.name())
+                format!(
+                    "in the middle of writing frame {} (stream {})",
+                    head + 1,
+                    self.ring.name()
+                )
             } else {
-                format!("after frame {head}, without ending stream {}", self.ring.name())
+                format!(
+                    "after frame {head}, without ending stream {}",
+                    self.ring.name()
+                )
             },
         })
     }
@@ -804,5 +802,15 @@ impl Drop for Reader {
         {
             pulse(self.ring.readers_pulse());
         }
+    }
+}
+
+/// How long a reader spins before it sleeps: 50 ms with `spin`, else none.
+/// Spin only when the producer runs on another CPU.
+pub fn spin_for(spin: bool) -> Duration {
+    if spin {
+        Duration::from_millis(50)
+    } else {
+        Duration::ZERO
     }
 }

@@ -151,6 +151,24 @@ impl Listener {
     }
 }
 
+impl Listener {
+    /// Whether a connection is waiting to be accepted (without waiting).
+    pub fn pending(&self) -> bool {
+        ready(self.fd.as_fd(), rustix::event::PollFlags::IN)
+    }
+}
+
+/// Whether `fd` is ready for `flags` right now (a poll with no timeout).
+fn ready(fd: std::os::fd::BorrowedFd<'_>, flags: rustix::event::PollFlags) -> bool {
+    let mut fds = [rustix::event::PollFd::from_borrowed_fd(fd, flags)];
+    let zero = rustix::time::Timespec {
+        tv_sec: 0,
+        tv_nsec: 0,
+    };
+    matches!(rustix::event::poll(&mut fds, Some(&zero)), Ok(n) if n > 0)
+        && fds[0].revents().intersects(flags)
+}
+
 impl Drop for Listener {
     fn drop(&mut self) {
         if let Some(path) = &self.file {
@@ -260,6 +278,11 @@ impl Conn {
     pub fn hello(&mut self, stall: Duration) -> Result<()> {
         let hello = protocol::hello(std::process::id());
         self.write_all(&hello, stall, Role::Producer, None)
+    }
+
+    /// Whether the socket's send buffer has room now (a poll with no timeout).
+    pub fn writable(&self) -> bool {
+        ready(self.file.as_fd(), rustix::event::PollFlags::OUT)
     }
 
     /// Writes all of `buf`, failing if no byte moves for `stall`.
