@@ -37,6 +37,9 @@ pub const POINTS: &[&str] = &[
     "producer:sent",
     "consumer:received",
     "consumer:answered",
+    // Stream ring: the producer has written a frame's pixels, and its slot's
+    // sequence number is still odd (the frame is not yet published).
+    "producer:mid-frame",
 ];
 
 /// Stops this process with SIGSTOP if `P1P2_STOP_AT` names `point`.

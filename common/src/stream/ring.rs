@@ -368,6 +368,7 @@ impl Writer {
             std::slice::from_raw_parts_mut(self.ring.segment.payload_ptr(index), len as usize)
         };
         let crc32 = fill(pixels);
+        crate::failpoint::hit("producer:mid-frame");
         self.ring.segment.check_intact()?;
         store_header(
             slot,
