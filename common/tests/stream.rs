@@ -66,6 +66,20 @@ fn await_readers(name: &str, n: usize) {
     );
 }
 
+/// Waits until the ring `name` has published frame `n` (its head, at offset 88).
+fn await_frame(name: &str, n: u64) {
+    let path = format!("/dev/shm/p1p2.{name}");
+    assert!(
+        poll(Duration::from_secs(20), || {
+            let mut head = [0u8; 8];
+            std::fs::File::open(&path)
+                .and_then(|f| f.read_exact_at(&mut head, 88))
+                .is_ok_and(|()| u64::from_le_bytes(head) >= n)
+        }),
+        "{name} never published frame {n}"
+    );
+}
+
 #[test]
 fn under_every_each_of_three_consumers_gets_every_frame_in_place() {
     let name = unique("every3");
@@ -200,7 +214,8 @@ fn under_every_a_killed_consumer_is_dropped_at_once() {
     );
     let healthy = consumer(&name, &[]);
     let victim = consumer(&name, &[]);
-    await_readers(&name, 2);
+    // Once the stream runs (the producer counted both readers), kill one.
+    await_frame(&name, 5);
     victim.signal(libc::SIGKILL);
     let pj = p.wait(LIMIT).ok().json();
     assert_eq!(num(&pj, "frames"), 100);

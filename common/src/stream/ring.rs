@@ -246,25 +246,34 @@ impl Writer {
     /// Attached readers that are alive and not evicted. A dead reader's
     /// entry is freed on the way.
     pub fn readers(&self) -> usize {
+        self.reap_dead();
         (0..MAX_READERS)
-            .filter(|&i| self.live_reader(i).is_some())
+            .filter(|&i| self.cursor_of(i).is_some())
             .count()
     }
 
-    /// Reader `i`'s cursor, if it is attached, alive and not evicted; a dead
-    /// reader's entry is freed.
-    fn live_reader(&self, i: usize) -> Option<u64> {
+    /// Reader `i`'s cursor, if the entry is taken and not evicted (alive or
+    /// not: asking `/proc` costs microseconds, so liveness is checked only
+    /// by [`Writer::reap_dead`], while waiting).
+    fn cursor_of(&self, i: usize) -> Option<u64> {
         let entry = self.ring.reader(i);
-        let word = entry[0].load(Ordering::Acquire);
-        if word == 0 || entry[2].load(Ordering::Acquire) & EVICTED != 0 {
-            return None;
-        }
-        if !Ident::from_word(word).is_some_and(Ident::is_alive) {
-            // Only if it is still that dead reader's entry.
-            let _ = entry[0].compare_exchange(word, 0, Ordering::AcqRel, Ordering::Relaxed);
+        if entry[0].load(Ordering::Acquire) == 0 || entry[2].load(Ordering::Acquire) & EVICTED != 0
+        {
             return None;
         }
         Some(entry[1].load(Ordering::Acquire))
+    }
+
+    /// Frees the entries of readers that died (killed, say) without leaving.
+    fn reap_dead(&self) {
+        for i in 0..MAX_READERS {
+            let word = &self.ring.reader(i)[0];
+            let ident = word.load(Ordering::Acquire);
+            if ident != 0 && !Ident::from_word(ident).is_some_and(Ident::is_alive) {
+                // Only if it is still that dead reader's entry.
+                let _ = word.compare_exchange(ident, 0, Ordering::AcqRel, Ordering::Relaxed);
+            }
+        }
     }
 
     /// Waits until `count` live readers are attached.
@@ -300,7 +309,7 @@ impl Writer {
             return Ok(());
         }
         let behind = |w: &Writer| {
-            (0..MAX_READERS).any(|i| w.live_reader(i).is_some_and(|cursor| cursor < needed))
+            (0..MAX_READERS).any(|i| w.cursor_of(i).is_some_and(|cursor| cursor < needed))
         };
         let deadline = Deadline::after(EVICT_AFTER);
         let word = self.ring.readers_pulse();
@@ -311,19 +320,25 @@ impl Writer {
             if !behind(self) {
                 return Ok(());
             }
+            // A reader that died is dropped at the first liveness check, a
+            // whole slice into the wait.
             let woke = wait::spin_until(
                 word,
                 &deadline,
                 Duration::from_micros(20),
-                |v| v != seen,
-                || Ok(()),
+                |v| v != seen || !behind(self),
+                || {
+                    self.reap_dead();
+                    Ok(())
+                },
             )?;
             if woke.is_none() {
                 break;
             }
         }
+        self.reap_dead();
         for i in 0..MAX_READERS {
-            if self.live_reader(i).is_some_and(|cursor| cursor < needed) {
+            if self.cursor_of(i).is_some_and(|cursor| cursor < needed) {
                 self.ring.reader(i)[2].fetch_or(EVICTED, Ordering::AcqRel);
                 self.evicted += 1;
             }

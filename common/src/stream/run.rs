@@ -426,9 +426,9 @@ pub fn consume(options: &ConsumerOptions, story: &Story) -> Result<ConsumerRepor
         {
             break;
         }
-        let status = status_line(&latencies, last.as_ref(), first_at, last_at);
         let mut look = |frame: &Frame, pixels: &[u8]| {
             preview.as_mut().filter(|p| p.due()).map(|p| {
+                let status = status_line(&latencies, last.as_ref(), first_at, last_at);
                 p.compose(
                     &Picture {
                         pixels,
