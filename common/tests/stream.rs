@@ -232,10 +232,10 @@ fn under_latest_a_stopped_consumer_never_holds_the_producer() {
     let name = unique("latest");
     let p = producer(
         &name,
-        &["--fps", "0", "--frames", "400", "--consumers", "1"],
+        &["--fps", "200", "--frames", "400", "--consumers", "1"],
     );
     let sleeper = consumer(&name, &[]);
-    await_readers(&name, 1);
+    await_frame(&name, 1);
     sleeper.signal(libc::SIGSTOP);
     let pj = p.wait(LIMIT).ok().json();
     assert_eq!(num(&pj, "frames"), 400);
