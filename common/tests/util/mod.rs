@@ -171,6 +171,10 @@ impl Proc {
 
     /// Starts a prepared command, capturing its output.
     pub fn start_cmd(cmd: &mut Command) -> Proc {
+        // The clock starts before the spawn: the child may run (and its own
+        // timeouts start) before this thread is scheduled again, and a
+        // later start would make its life look shorter than it was.
+        let started = Instant::now();
         let child = cmd
             .current_dir(root())
             .stdin(Stdio::null())
@@ -185,7 +189,7 @@ impl Proc {
         });
         Proc {
             pid,
-            started: Instant::now(),
+            started,
             done: rx,
             reaped: false,
         }
