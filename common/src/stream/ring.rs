@@ -111,10 +111,24 @@ impl Ring {
     }
 }
 
-/// Changes a pulse word (a counter in its low 31 bits) and wakes whoever sleeps on it.
+/// Changes a pulse word (a counter in its low 31 bits) and wakes whoever
+/// sleeps on it. Several readers may pulse at once: a compare-and-swap loop
+/// gives each its own increment, so no waiter that read the old value can
+/// miss the change.
 fn pulse(word: &AtomicU32) {
-    let next = word.load(Ordering::Relaxed).wrapping_add(1) & !SLEEPER;
-    wait::post(word, next);
+    let mut old = word.load(Ordering::Relaxed);
+    loop {
+        let next = old.wrapping_add(1) & !SLEEPER;
+        // Release: what this process wrote before (a cursor, a frame) is
+        // visible to a waiter whose Acquire load sees `next`.
+        match word.compare_exchange_weak(old, next, Ordering::Release, Ordering::Relaxed) {
+            Ok(_) => break,
+            Err(now) => old = now,
+        }
+    }
+    if old & SLEEPER != 0 {
+        wait::wake_all(word);
+    }
 }
 
 /// The frame header fields of a slot (in its control block).
