@@ -3,12 +3,13 @@
 # measures shared memory against Unix and TCP sockets, the one-copy ceiling
 # (memcpy in one process) and Python, with two real processes per case
 # (p1p2-bench-peer as sender and receiver), and writes results.json,
-# results.csv, latency.csv, results.md, throughput.svg and latency.svg. See
-# docs/BENCHMARKS.md.
+# results.csv, latency.csv, results.md, throughput.svg, latency.svg, and for
+# the frame streams (producer --stream to consumer --stream) frames.csv and
+# frames.svg. See docs/BENCHMARKS.md and docs/streaming.md.
 #
 # Usage: scripts/bench.sh [--quick] [--out DIR] [--peers] [p1p2-bench options]
 #        scripts/bench.sh --compare A B
-#   --quick   sizes up to 64 MiB and short budgets (about a minute)
+#   --quick   sizes up to 64 MiB, 1920x1080 frames and short budgets (about a minute)
 #   --out DIR where the files go (default: bench-results/)
 #   --peers   also build and measure iceoryx2 (the iceoryx2 cargo feature)
 #   --compare A B  compare two runs (A and B: results.json files or the

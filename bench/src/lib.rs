@@ -22,6 +22,10 @@
 //!               "samples_ns": [...], ...}, ...],
 //!  "latency": [{"transport": ..., "pin": ..., "bytes": 64, "variant": ...,
 //!               "median_ns": ..., "p99_ns": ..., ...}, ...],
+//!  "frames": [{"transport": "shm", "width": 1920, "height": 1080,
+//!              "consumers": 3, "policy": "every", "fps": ...,
+//!              "latency_us": {"p50": ..., "p99": ...}, "memcpy_fps": ...,
+//!              "copies": ..., "copies_witnessed": ..., ...}, ...],
 //!  "notes": [...]}
 //! ```
 //!
@@ -34,13 +38,15 @@
 //! - [`case`]: what identifies a case (transport, mode, pinning, size);
 //! - [`machine`]: the machine and build a run measured;
 //! - [`report`]: every case's samples and statistics, as in `results.json`;
+//! - [`frames`]: frame streams (`producer --stream`, `consumer --stream`):
+//!   frames a second, latency and the memcpy-bound ceiling;
 //! - [`stats`]: percentiles, mean, deviation and spread warnings;
 //! - [`bootstrap`]: rounds as the unit: the figure and 95 % intervals;
 //! - [`baseline`]: `p1p2-bench compare`, two runs row by row;
 //! - [`units`]: sizes, times and ratios as people read them;
 //! - [`export`]: one [`export::Exporter`] per file: `results.json`,
-//!   `results.csv`, `latency.csv`, `results.md`, `throughput.svg` and
-//!   `latency.svg`;
+//!   `results.csv`, `latency.csv`, `results.md`, `throughput.svg`,
+//!   `latency.svg`, `frames.csv` and `frames.svg`;
 //! - [`targets`]: the figures this project aims for, checked against a report;
 //! - [`plan`]: payload sizes, the lists given to `p1p2-bench`, and how many
 //!   runs a case gets;
@@ -60,6 +66,7 @@ pub mod checksum;
 pub mod compare;
 pub mod driver;
 pub mod export;
+pub mod frames;
 pub mod machine;
 pub mod peer;
 pub mod plan;

@@ -10,6 +10,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::bootstrap::{Clusters, Interval};
 use crate::case::{Case, Channel, Mode, Pin, Wait};
+use crate::frames::{FrameCeiling, FrameResult};
 use crate::machine::{HostState, Machine};
 use crate::stats;
 use common::copy::CopyMode;
@@ -498,6 +499,13 @@ pub struct Report {
     /// Round-trip latency cases.
     #[serde(default)]
     pub latency: Vec<LatencyResult>,
+    /// Frame streams (`producer --stream` to `consumer --stream`): frames
+    /// a second and latency by transport, frame size and readers.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub frames: Vec<FrameResult>,
+    /// The memcpy-bound frame rate of each frame size, from the same run.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub frame_ceilings: Vec<FrameCeiling>,
     /// Things the reader should know, e.g. "python3 not found: python rows
     /// skipped".
     #[serde(default)]
@@ -545,6 +553,17 @@ pub struct Target {
     /// The rows behind it, when the reader should know which were used.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub note: Option<String>,
+    /// "×" for a ratio that must stay below its goal (a ratio that must
+    /// reach its goal has `at_least`); absent otherwise (a time in ns).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub unit: Option<String>,
+}
+
+impl Target {
+    /// Whether the value is a ratio (written "1.234×"), not a time.
+    pub fn is_ratio(&self) -> bool {
+        self.at_least || self.unit.as_deref() == Some("×")
+    }
 }
 
 impl Report {
@@ -555,6 +574,8 @@ impl Report {
             config: None,
             results: Vec::new(),
             latency: Vec::new(),
+            frames: Vec::new(),
+            frame_ceilings: Vec::new(),
             notes: Vec::new(),
             analysis: None,
             targets: Vec::new(),
@@ -573,6 +594,19 @@ impl Report {
         }
         for l in &mut self.latency {
             pooled += usize::from(l.analyse(seed));
+        }
+        for c in &mut self.frame_ceilings {
+            if let Some(again) = FrameCeiling::of(c.size(), std::mem::take(&mut c.copies), seed) {
+                *c = again;
+            }
+        }
+        for f in &mut self.frames {
+            let ceiling = self
+                .frame_ceilings
+                .iter()
+                .find(|c| c.size() == f.size())
+                .map(|c| c.memcpy_fps);
+            f.analyse(ceiling, seed);
         }
         if pooled > 0 && !self.notes.iter().any(|n| n.starts_with(POOLED_NOTE)) {
             self.notes.push(format!(

@@ -108,9 +108,9 @@ impl Verdict {
                 let size = what.split(',').next().unwrap_or("");
                 format!(
                     "{size} {} [{}–{}]",
-                    fmt_value(e.value, e.at_least),
-                    fmt_value(e.ci95.lo, e.at_least),
-                    fmt_value(e.ci95.hi, e.at_least)
+                    fmt_value(e.value, e.is_ratio()),
+                    fmt_value(e.ci95.lo, e.is_ratio()),
+                    fmt_value(e.ci95.hi, e.is_ratio())
                 )
             })
             .collect::<Vec<_>>()
@@ -165,6 +165,7 @@ pub fn entry(name: String, value: f64, ci95: Interval, goal: f64, at_least: bool
         ci95,
         verdict: Outcome::decide(ci95, goal, at_least).as_str().to_string(),
         note: None,
+        unit: None,
     }
 }
 
@@ -364,6 +365,122 @@ pub fn evaluate(report: &Report) -> Vec<Verdict> {
         ));
     }
     out.extend(latency_verdicts(&report.latency, seed));
+    out.extend(frame_verdicts(report, seed));
+    out
+}
+
+/// The frame rows' targets, each over every frame size measured: the shm
+/// ring with 1 reader at least 0.8 × the memcpy-bound frame rate and 3 ×
+/// unix; with 3 readers under `every`, 2 × unix with 3 readers; under
+/// `latest`, the producer with a stopped reader at least 0.9 × its rate
+/// without; paced and spinning, the publish-to-read p50 at most 2 × one
+/// frame's copy. Frame rates compare the figures (medians over rounds).
+pub fn frame_verdicts(report: &Report, seed: u64) -> Vec<Verdict> {
+    use crate::frames::{FrameResult, Variant};
+    let frames = &report.frames;
+    if frames.is_empty() {
+        return Vec::new();
+    }
+    let mut sizes: Vec<_> = frames.iter().map(FrameResult::size).collect();
+    sizes.sort_unstable();
+    sizes.dedup();
+    let find = |t: &str, size, readers: usize, policy: &str, variant: Variant| {
+        frames.iter().find(|f| {
+            f.transport == t
+                && f.size() == size
+                && f.consumers == readers
+                && f.policy == policy
+                && f.variant == variant
+        })
+    };
+    let ceiling = |size| report.frame_ceilings.iter().find(|c| c.size() == size);
+    let pin = frames.first().map_or(Pin::Split, |f| f.pin);
+    let name =
+        |what: &str, size: crate::frames::FrameSize| format!("frames: {what} ({size}, pin={pin})");
+    let ratio = |a: Option<crate::bootstrap::Clusters>, b: Option<crate::bootstrap::Clusters>| {
+        bootstrap::throughput_ratio(&a?, 1, &b?, 1, Estimate::Figure, seed)
+    };
+    let verdict =
+        |target: &str,
+         what: &str,
+         goal: f64,
+         pick: &dyn Fn(crate::frames::FrameSize) -> Option<(f64, Interval)>| {
+            let entries = sizes
+                .iter()
+                .filter_map(|&size| {
+                    let (value, ci) = pick(size)?;
+                    Some(entry(name(what, size), value, ci, goal, true))
+                })
+                .collect();
+            Verdict::of(format!("{target} (pin={pin})"), entries, None)
+        };
+    let mut out = vec![
+        verdict(
+            "frames: shm ring, 1 reader, ≥ 0.8× the memcpy-bound frame rate at every frame size",
+            "shm 1 reader ≥ 0.8× memcpy-bound fps",
+            0.8,
+            &|size| {
+                let shm = find("shm", size, 1, "every", Variant::Max)?;
+                ratio(shm.clusters(), ceiling(size)?.clusters())
+            },
+        ),
+        verdict(
+            "frames: shm ring, 1 reader, ≥ 3× unix with 1 reader (every) at every frame size",
+            "shm ÷ unix fps, 1 reader, every",
+            3.0,
+            &|size| {
+                let shm = find("shm", size, 1, "every", Variant::Max)?;
+                let unix = find("unix", size, 1, "every", Variant::Max)?;
+                ratio(shm.clusters(), unix.clusters())
+            },
+        ),
+        verdict(
+            "frames: shm ring, 3 readers, ≥ 2× unix with 3 readers (every) at every frame size",
+            "shm ÷ unix fps, 3 readers, every",
+            2.0,
+            &|size| {
+                let shm = find("shm", size, 3, "every", Variant::Max)?;
+                let unix = find("unix", size, 3, "every", Variant::Max)?;
+                ratio(shm.clusters(), unix.clusters())
+            },
+        ),
+        verdict(
+            "frames: under latest, a stopped reader leaves the producer ≥ 0.9× its fps without it",
+            "producer fps with ÷ without a stopped reader, latest, 3 readers",
+            0.9,
+            &|size| {
+                let stopped = find("shm", size, 3, "latest", Variant::Stopped)?;
+                let free = find("shm", size, 3, "latest", Variant::Max)?;
+                ratio(stopped.producer_clusters(), free.producer_clusters())
+            },
+        ),
+    ];
+    // Latency: a time ratio that must stay below its goal.
+    let entries: Vec<Target> = sizes
+        .iter()
+        .filter_map(|&size| {
+            let paced = find("shm", size, 1, "every", Variant::Paced)?;
+            let copy = ceiling(size)?.clusters()?;
+            let (value, ci) = bootstrap::time_ratio(&paced.latency_clusters()?, &copy, seed)?;
+            let mut e = entry(
+                name("shm publish→read p50 ÷ one frame's copy, paced, spin", size),
+                value,
+                ci,
+                2.0,
+                false,
+            );
+            e.unit = Some("×".into());
+            Some(e)
+        })
+        .collect();
+    out.push(Verdict::of(
+        format!(
+            "frames: shm ring, paced and spinning, publish→read p50 ≤ 2× one frame's memcpy at \
+             every frame size (pin={pin})"
+        ),
+        entries,
+        None,
+    ));
     out
 }
 

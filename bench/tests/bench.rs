@@ -85,6 +85,28 @@ fn row<'a>(v: &'a Value, transport: &str, mode: &str, bytes: u64) -> &'a Value {
         .unwrap_or_else(|| panic!("no {transport} {mode} row at {bytes} bytes"))
 }
 
+/// Builds `producer` and `consumer` next to `p1p2-bench` (same profile), as
+/// `cargo build` would, so the frame rows find them.
+fn build_stream_bins() {
+    let dir = bench().parent().unwrap().to_path_buf();
+    let mut args = vec!["build", "--quiet", "-p", "producer", "-p", "consumer"];
+    if dir.ends_with("release") {
+        args.push("--release");
+    }
+    let status = Command::new(env!("CARGO"))
+        .args(&args)
+        .current_dir(env!("CARGO_MANIFEST_DIR"))
+        .status()
+        .expect("run cargo build");
+    assert!(
+        status.success(),
+        "cargo build of producer and consumer failed"
+    );
+    for bin in ["producer", "consumer"] {
+        assert!(dir.join(bin).is_file(), "no {bin} in {}", dir.display());
+    }
+}
+
 fn has_proc_io() -> bool {
     Path::new("/proc/self/io").exists()
 }
@@ -104,6 +126,7 @@ fn a_tiny_benchmark_writes_every_file_and_leaves_nothing_behind() {
             "--round-trips",
             "200",
             "--no-python",
+            "--no-frames",
             "--seed",
             "7",
             "--out",
@@ -395,6 +418,7 @@ fn the_python_baseline_runs_when_python3_is_there() {
             "--runs",
             "3",
             "--no-latency",
+            "--no-frames",
             "--transports",
             "memcpy,python-shm,python-array",
             "--out",
@@ -454,6 +478,7 @@ fn a_killed_peer_fails_its_case_with_a_note_and_the_run_goes_on() {
             "shm,unix",
             "--no-cold",
             "--no-latency",
+            "--no-frames",
             "--budget-scale",
             "1.5",
             "--out",
@@ -596,4 +621,131 @@ fn a_peer_alone_gives_up_in_time_and_removes_its_files() {
         assert_eq!(stderr.lines().count(), 1, "{stderr}");
         assert!(stderr.contains("usage: p1p2-bench-peer --role"), "{stderr}");
     }
+}
+
+#[test]
+fn a_quick_run_has_frame_rows_in_every_export() {
+    build_stream_bins();
+    let dir = temp_dir("frames");
+    let out = dir.path().to_str().unwrap();
+    // The quick set's frame rows, at a small frame size (this may be a
+    // debug build) and with two short rounds.
+    let (o, pid) = run(
+        &[
+            "--quick",
+            "--sizes",
+            "4KiB",
+            "--transports",
+            "memcpy",
+            "--no-latency",
+            "--no-python",
+            "--frame-sizes",
+            "320x240",
+            "--frame-seconds",
+            "0.3",
+            "--rounds",
+            "2",
+            "--out",
+            out,
+        ],
+        Duration::from_secs(300),
+    );
+    let stderr = String::from_utf8_lossy(&o.stderr);
+    assert!(o.status.success(), "failed: {stderr}");
+    let v = json(dir.path());
+    let frames = v["frames"].as_array().expect("a frames list");
+    assert!(!frames.is_empty());
+    for f in frames {
+        for key in [
+            "transport",
+            "width",
+            "height",
+            "consumers",
+            "policy",
+            "fps",
+            "latency_us",
+            "memcpy_fps",
+            "copies",
+        ] {
+            assert!(f.get(key).is_some(), "no frames[].{key}: {f}");
+        }
+        assert!(f["fps"].as_f64().unwrap() > 0.0, "{f}");
+        assert!(f["memcpy_fps"].as_f64().unwrap() > 0.0, "{f}");
+        assert!(f["latency_us"]["p50"].as_f64().unwrap() > 0.0, "{f}");
+        assert!(
+            f["latency_us"]["p99"].as_f64() >= f["latency_us"]["p50"].as_f64(),
+            "{f}"
+        );
+        assert!([1, 3].contains(&f["consumers"].as_u64().unwrap()), "{f}");
+        assert!(["every", "latest"].contains(&f["policy"].as_str().unwrap()));
+        assert!(["shm", "unix", "tcp"].contains(&f["transport"].as_str().unwrap()));
+        assert_eq!(
+            (f["width"].as_u64(), f["height"].as_u64()),
+            (Some(320), Some(240))
+        );
+        assert_eq!(f["rounds"].as_array().unwrap().len(), 2, "{f}");
+        // 1 copy over shm whatever the readers; 1 + 2 per reader over a socket.
+        let readers = f["consumers"].as_f64().unwrap();
+        let want = if f["transport"] == "shm" {
+            1.0
+        } else {
+            1.0 + 2.0 * readers
+        };
+        assert_eq!(f["copies"].as_f64(), Some(want), "{f}");
+        if has_proc_io() && f["stopped"] == 0 {
+            let seen = f["copies_witnessed"].as_f64().unwrap();
+            assert!(
+                (seen - want).abs() < 0.5,
+                "witnessed {seen}, want {want}: {f}"
+            );
+        }
+    }
+    let find = |t: &str, n: u64, policy: &str, variant: &str| {
+        frames.iter().any(|f| {
+            f["transport"] == t
+                && f["consumers"] == n
+                && f["policy"] == policy
+                && f["variant"] == variant
+        })
+    };
+    for t in ["shm", "unix", "tcp"] {
+        for n in [1, 3] {
+            assert!(find(t, n, "every", "max"), "no {t} row with {n} reader(s)");
+        }
+    }
+    assert!(find("shm", 3, "latest", "stopped"));
+    assert!(find("shm", 1, "every", "paced"));
+    let ceilings = v["frame_ceilings"].as_array().unwrap();
+    assert_eq!(ceilings.len(), 1);
+    assert!(ceilings[0]["memcpy_fps"].as_f64().unwrap() > 0.0);
+    let targets = v["targets"].as_array().unwrap();
+    assert!(
+        targets
+            .iter()
+            .any(|t| t["name"].as_str().unwrap().starts_with("frames: ")),
+        "{targets:?}"
+    );
+
+    let md = std::fs::read_to_string(dir.path().join("results.md")).unwrap();
+    assert!(md.contains(bench::export::FRAMES_MARKDOWN_HEADER), "{md}");
+    assert!(
+        md.contains("| shm | every | 1 | as fast as possible |"),
+        "{md}"
+    );
+    assert!(
+        md.contains("| unix | every | 3 | as fast as possible |"),
+        "{md}"
+    );
+    assert!(md.contains("| memcpy-bound ("), "{md}");
+    let csv = std::fs::read_to_string(dir.path().join("frames.csv")).unwrap();
+    let lines: Vec<&str> = csv.lines().collect();
+    assert_eq!(lines[0], bench::export::FRAMES_CSV_HEADER);
+    assert_eq!(lines.len(), 1 + frames.len());
+    assert!(lines
+        .iter()
+        .any(|l| l.starts_with("tcp,320,240,230400,3,every,max,")));
+    let svg = std::fs::read_to_string(dir.path().join("frames.svg")).unwrap();
+    assert!(svg.contains("shm 320×240") && svg.contains("memcpy-bound 320×240"));
+
+    assert_eq!(leftovers(pid), Vec::<String>::new());
 }

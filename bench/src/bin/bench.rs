@@ -4,7 +4,9 @@
 //! Unix and TCP sockets, the one-copy ceiling (memcpy) and Python, with two
 //! real processes per case (`p1p2-bench-peer`, found next to this program),
 //! and writes results.json, results.csv, latency.csv, results.md,
-//! throughput.svg and latency.svg. `scripts/bench.sh` builds everything in
+//! throughput.svg, latency.svg, frames.csv and frames.svg (the frame
+//! streams of `producer --stream` and `consumer --stream`, found next to
+//! this program too). `scripts/bench.sh` builds everything in
 //! release and runs it.
 //!
 //! All the logic lives in the `bench` library; this file only parses flags.
@@ -34,12 +36,13 @@ struct Args {
     #[command(subcommand)]
     command: Option<Command>,
 
-    /// A shorter run: sizes up to 64 MiB, 0.3 s per case, 2,000 round trips.
+    /// A shorter run: sizes up to 64 MiB, 0.3 s per case, 2,000 round
+    /// trips, 1920x1080 frames only, 0.4 s per frame round.
     #[arg(long)]
     quick: bool,
 
     /// Directory for results.json, results.csv, latency.csv, results.md,
-    /// throughput.svg and latency.svg.
+    /// throughput.svg, latency.svg, frames.csv and frames.svg.
     #[arg(long, default_value = "bench-results", value_name = "DIR")]
     out: PathBuf,
 
@@ -142,6 +145,20 @@ struct Args {
     /// The Python baseline script [default: scripts/python_baseline.py].
     #[arg(long, value_name = "PATH")]
     python_script: Option<PathBuf>,
+
+    /// Frame sizes of the frame rows (producer --stream to consumer
+    /// --stream), comma-separated WxH [default: 1920x1080,3840x2160; with
+    /// --quick 1920x1080].
+    #[arg(long, value_name = "LIST")]
+    frame_sizes: Option<String>,
+
+    /// Seconds of streaming per round of a frame row [default: 1; --quick: 0.4].
+    #[arg(long, value_name = "SECS", value_parser = parse_seconds)]
+    frame_seconds: Option<f64>,
+
+    /// Skip the frame rows.
+    #[arg(long)]
+    no_frames: bool,
 }
 
 /// What else `p1p2-bench` does besides measuring.
@@ -183,6 +200,15 @@ fn compare(a: &PathBuf, b: &PathBuf) -> ExitCode {
             eprintln!("p1p2-bench: error: {e}");
             ExitCode::FAILURE
         }
+    }
+}
+
+fn parse_seconds(text: &str) -> Result<f64, String> {
+    match text.parse::<f64>() {
+        Ok(s) if s.is_finite() && s > 0.0 && s <= 600.0 => Ok(s),
+        _ => Err(format!(
+            "{text:?} is not a number of seconds between 0 and 600"
+        )),
     }
 }
 
@@ -234,6 +260,20 @@ fn options(args: Args, peer: PathBuf) -> Result<Options, Error> {
             }
         })
     });
+    let frame_sizes = if args.no_frames {
+        Vec::new()
+    } else {
+        match &args.frame_sizes {
+            Some(list) => bench::frames::parse_frame_sizes(list)?,
+            None if args.quick => bench::frames::QUICK_FRAME_SIZES.to_vec(),
+            None => bench::frames::FULL_FRAME_SIZES.to_vec(),
+        }
+    };
+    let stream_bins = siblings::find("producer")
+        .and_then(|producer| {
+            siblings::find("consumer").map(|consumer| driver::StreamBins { producer, consumer })
+        })
+        .map_err(|e| e.to_string());
     let round_trips = args
         .round_trips
         .map_or(if args.quick { 2_000 } else { 10_000 }, |n| n as usize);
@@ -273,6 +313,11 @@ fn options(args: Args, peer: PathBuf) -> Result<Options, Error> {
         python_script,
         python: args.python,
         iceoryx2_peer: iceoryx2_peer(),
+        frame_sizes,
+        frame_seconds: args
+            .frame_seconds
+            .unwrap_or(if args.quick { 0.4 } else { 1.0 }),
+        stream_bins,
     })
 }
 

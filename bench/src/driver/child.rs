@@ -80,7 +80,46 @@ impl Running {
         args: &[String],
         progress: Option<mpsc::Sender<(usize, u64)>>,
     ) -> Result<Running> {
-        let mut child = Command::new(bin)
+        Running::spawn(who, Command::new(bin), bin, args, progress)
+    }
+
+    /// Starts `bin` pinned to `cpu` (when given) from its first instruction:
+    /// the affinity is set in the child between fork and exec.
+    pub(super) fn start_pinned(
+        who: &'static str,
+        bin: &Path,
+        args: &[String],
+        cpu: Option<usize>,
+    ) -> Result<Running> {
+        let mut command = Command::new(bin);
+        if let Some(cpu) = cpu {
+            use std::os::unix::process::CommandExt;
+            let mut set = rustix::thread::CpuSet::new();
+            if cpu >= rustix::thread::CpuSet::MAX_CPU {
+                return Err(Error::Usage(format!("CPU {cpu} does not exist")));
+            }
+            set.set(cpu);
+            // SAFETY: the closure runs in the child between fork and exec,
+            // where only async-signal-safe calls are allowed: it makes one
+            // system call (sched_setaffinity) on a set built before the
+            // fork, and allocates nothing.
+            unsafe {
+                command.pre_exec(move || {
+                    rustix::thread::sched_setaffinity(None, &set).map_err(std::io::Error::from)
+                });
+            }
+        }
+        Running::spawn(who, command, bin, args, None)
+    }
+
+    fn spawn(
+        who: &'static str,
+        mut command: Command,
+        bin: &Path,
+        args: &[String],
+        progress: Option<mpsc::Sender<(usize, u64)>>,
+    ) -> Result<Running> {
+        let mut child = command
             .args(args)
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
@@ -122,14 +161,21 @@ impl Running {
         })
     }
 
-    fn poll(&mut self) -> Option<ExitStatus> {
+    /// The process id.
+    pub(super) fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
+    /// Its exit status once it has exited (reaping it), else `None`.
+    pub(super) fn poll(&mut self) -> Option<ExitStatus> {
         if self.status.is_none() {
             self.status = self.child.try_wait().ok().flatten();
         }
         self.status
     }
 
-    fn signal(&mut self, signal: rustix::process::Signal) {
+    /// Sends `signal`, unless it has exited.
+    pub(super) fn signal(&mut self, signal: rustix::process::Signal) {
         if self.status.is_some() {
             return;
         }

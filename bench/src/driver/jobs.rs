@@ -4,6 +4,7 @@
 //! that take turns in rounds, and how a case's rounds merge into one row.
 
 use crate::case::{Case, Channel, Pin, Wait};
+use crate::frames::{FrameCase, FrameSize};
 use crate::report::{CaseResult, LatencyResult};
 use crate::units::human_bytes;
 
@@ -21,6 +22,10 @@ pub(super) enum Job {
         pin: Pin,
         variant: &'static str,
     },
+    /// One copy of a frame in this process: the frame rows' ceiling.
+    FrameCopy(Case, FrameSize),
+    /// A frame stream: a producer and its consumers.
+    Frames(FrameCase),
 }
 
 impl Job {
@@ -38,19 +43,23 @@ impl Job {
                 "{transport} round trip {variant} pin={pin} {}",
                 human_bytes(message_bytes)
             ),
+            Job::FrameCopy(c, size) => format!("frames {} ceiling: {}", size, c.transport),
+            Job::Frames(f) => f.to_string(),
         }
     }
 }
 
 /// The jobs cut into blocks that run in rounds together, taking turns:
 /// the throughput cases of one placement and size; the latency cases of
-/// one placement.
+/// one placement; the frame rows of one frame size and their ceiling.
 pub(super) fn blocks(jobs: &[Job]) -> Vec<Vec<Job>> {
     let key = |job: &Job| match job {
         Job::Memcpy(c) | Job::Peers(c, _) | Job::Python(c) | Job::Iceoryx2(c, _) => {
-            (c.pin, Some(c.bytes))
+            (0, c.pin, Some(c.bytes))
         }
-        Job::Latency { pin, .. } => (*pin, None),
+        Job::Latency { pin, .. } => (1, *pin, None),
+        Job::FrameCopy(_, size) => (2, Pin::Split, Some(size.bytes())),
+        Job::Frames(f) => (2, Pin::Split, Some(f.size.bytes())),
     };
     let mut out: Vec<Vec<Job>> = Vec::new();
     for job in jobs {

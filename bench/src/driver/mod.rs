@@ -17,10 +17,13 @@
 //! - `python`: the Python baseline, run as a script;
 //! - `child`: starting, watching and ending the processes of
 //!   a case;
-//! - `cleanup`: removing what failed cases left behind.
+//! - `cleanup`: removing what failed cases left behind;
+//! - `frames`: one round of a frame row, with the real `producer --stream`
+//!   and `consumer --stream` binaries.
 
 mod child;
 mod cleanup;
+mod frames;
 mod jobs;
 mod memcpy;
 mod python;
@@ -34,9 +37,11 @@ use indicatif::ProgressBar;
 
 use self::child::{finish_all, wait_all, Running};
 use self::cleanup::{remove_iceoryx2_files, remove_leftovers};
+pub use self::frames::StreamBins;
 use self::jobs::{blocks, merge, merge_latency, Job, Shuffle};
 use crate::case::{Case, Channel, Mode, Pin, Wait};
 use crate::export::write_all;
+use crate::frames::{FrameCase, FrameCeiling, FrameResult, FrameRound, FrameSize, Variant};
 use crate::machine::{HostState, Machine};
 use crate::peer::affinity::allowed_cpus;
 use crate::peer::{PeerReport, Spec, Test};
@@ -105,6 +110,13 @@ pub struct Options {
     pub python: String,
     /// The iceoryx2 peer binary, when built with that feature.
     pub iceoryx2_peer: Option<PathBuf>,
+    /// Frame sizes of the frame rows (empty: no frame rows).
+    pub frame_sizes: Vec<FrameSize>,
+    /// Seconds of streaming per round of a frame row (paced rows stream at
+    /// least 20 frames' worth).
+    pub frame_seconds: f64,
+    /// `producer` and `consumer`, or why they were not found.
+    pub stream_bins: std::result::Result<StreamBins, String>,
 }
 
 /// What a run produced.
@@ -123,6 +135,8 @@ pub struct Outcome {
 enum Measurement {
     Throughput(Box<CaseResult>),
     Latency(LatencyResult),
+    Frame(FrameCase, FrameRound),
+    FrameCopy(FrameSize, Box<CaseResult>),
 }
 
 /// Runs the whole benchmark and writes its files into `options.out`.
@@ -164,6 +178,7 @@ pub fn run(options: &Options) -> Result<Outcome> {
     let mut shuffle = Shuffle::new(options.seed);
     // The place of each round in the run's order, across all cases.
     let mut round_index = 0usize;
+    let mut frame_copies: Vec<(FrameSize, CaseResult)> = Vec::new();
     for block in blocks {
         let rounds = driver.rounds_of(&block[0]);
         let mut parts: Vec<Option<Vec<Measurement>>> = vec![Some(Vec::new()); block.len()];
@@ -203,6 +218,23 @@ pub fn run(options: &Options) -> Result<Outcome> {
                                     human_ns(row.median_ns)
                                 )
                             }
+                            Measurement::Frame(_, round) => {
+                                round.index = index;
+                                format!(
+                                    "{label}: {} frames, {:.1} fps, latency p50 {:.0} µs",
+                                    round.frames, round.fps, round.latency_us.p50
+                                )
+                            }
+                            Measurement::FrameCopy(_, row) => {
+                                let cpu = row.cpu_user_ms.zip(row.cpu_sys_ms).map(|(u, s)| u + s);
+                                number_rounds(&mut row.rounds, &row.samples_ns, cpu, index);
+                                format!(
+                                    "{label}: {} copies, median {} ({:.0} frames/s)",
+                                    row.runs,
+                                    human_ns(row.median_ns),
+                                    1e9 / row.median_ns.max(1.0)
+                                )
+                            }
                         };
                         bar.println(line);
                         if let Some(p) = part.as_mut() {
@@ -228,15 +260,46 @@ pub fn run(options: &Options) -> Result<Outcome> {
         }
         for part in parts.into_iter().flatten() {
             let (mut rows, mut latency) = (Vec::new(), Vec::new());
+            let (mut frame_rounds, mut copies) = (Vec::new(), Vec::new());
+            let mut frame_case = None;
+            let mut copy_size = None;
             for m in part {
                 match m {
                     Measurement::Throughput(r) => rows.push(*r),
                     Measurement::Latency(r) => latency.push(r),
+                    Measurement::Frame(case, round) => {
+                        frame_case = Some(case);
+                        frame_rounds.push(round);
+                    }
+                    Measurement::FrameCopy(size, r) => {
+                        copy_size = Some(size);
+                        copies.push(*r);
+                    }
                 }
             }
             report.results.extend(merge(rows));
             report.latency.extend(merge_latency(latency));
+            if let Some(case) = frame_case {
+                report
+                    .frames
+                    .push(FrameResult::from_rounds(&case, frame_rounds, 0.0));
+            }
+            if let (Some(size), Some(row)) = (copy_size, merge(copies)) {
+                frame_copies.push((size, row));
+            }
         }
+    }
+    let mut sizes: Vec<FrameSize> = frame_copies.iter().map(|(s, _)| *s).collect();
+    sizes.dedup();
+    for size in sizes {
+        let rows: Vec<CaseResult> = frame_copies
+            .iter()
+            .filter(|(s, _)| *s == size)
+            .map(|(_, r)| r.clone())
+            .collect();
+        report
+            .frame_ceilings
+            .extend(FrameCeiling::of(size, rows, crate::bootstrap::DEFAULT_SEED));
     }
     if let Some(config) = report.config.as_mut() {
         config.host = Some(host_start.until_now());
@@ -452,6 +515,7 @@ impl Driver<'_> {
                     .into(),
             );
         }
+        self.plan_frames(&mut jobs);
         for &pin in &o.latency_pins {
             // Every reader of a round trip spins with --wait spin (and by
             // default), on different CPUs only.
@@ -474,6 +538,68 @@ impl Driver<'_> {
             }
         }
         jobs
+    }
+
+    /// The frame rows, per frame size: the two copies of one frame (the
+    /// ceiling); 1 and 3 readers under `every` over shm, unix and tcp;
+    /// 3 readers under `latest` over shm, without and with one stopped; a
+    /// paced stream to 1 reader for the latency (shm spinning; in a full run
+    /// unix and tcp too).
+    fn plan_frames(&mut self, jobs: &mut Vec<Job>) {
+        let o = self.options;
+        if o.frame_sizes.is_empty() {
+            return;
+        }
+        if let Err(why) = &o.stream_bins {
+            self.notes.push(format!("frame rows skipped: {why}"));
+            return;
+        }
+        let pin = if self.cpus.len() >= 2 {
+            Pin::Split
+        } else {
+            Pin::Same
+        };
+        for &size in &o.frame_sizes {
+            for t in [Channel::Memcpy, Channel::MemcpyNt] {
+                let case = Case {
+                    transport: t,
+                    mode: Mode::Steady,
+                    pin,
+                    bytes: size.bytes(),
+                };
+                jobs.push(Job::FrameCopy(case, size));
+            }
+            let case = |transport, consumers, policy, variant, spin| {
+                Job::Frames(FrameCase {
+                    transport,
+                    size,
+                    consumers,
+                    policy,
+                    variant,
+                    spin,
+                    pin,
+                })
+            };
+            for consumers in crate::frames::READERS {
+                for t in frames::transports() {
+                    jobs.push(case(t, consumers, "every", Variant::Max, false));
+                }
+            }
+            jobs.push(case(Channel::Shm, 3, "latest", Variant::Max, false));
+            jobs.push(case(Channel::Shm, 3, "latest", Variant::Stopped, false));
+            jobs.push(case(
+                Channel::Shm,
+                1,
+                "every",
+                Variant::Paced,
+                pin == Pin::Split,
+            ));
+            if !o.quick {
+                for t in [Channel::Unix, Channel::Tcp] {
+                    jobs.push(case(t, 1, "every", Variant::Paced, false));
+                }
+            }
+        }
     }
 
     /// The waiting modes of a case, the first the run's own: `None` for a
@@ -583,12 +709,44 @@ impl Driver<'_> {
                 self.peers(*case, *wait, bin, bar)
             }
             Job::Python(case) => self.python(*case, bar),
+            Job::FrameCopy(case, size) => {
+                let budget = self.budget(case.bytes);
+                let cpu = self.placement(case.pin).0;
+                memcpy::measure(*case, budget, cpu)
+                    .map(|r| Some(Measurement::FrameCopy(*size, Box::new(r))))
+            }
+            Job::Frames(case) => self.frames(*case, bar),
             Job::Latency {
                 transport,
                 pin,
                 variant,
             } => self.latency(*transport, *pin, variant, round, bar),
         }
+    }
+
+    /// One round of a frame row: the real producer and consumers.
+    fn frames(&mut self, case: FrameCase, bar: &ProgressBar) -> Result<Option<Measurement>> {
+        let o = self.options;
+        let bins = o.stream_bins.clone().map_err(Error::Usage)?;
+        let name = self.next_name();
+        let seconds = match case.variant {
+            // At least 20 frames of a paced stream.
+            Variant::Paced => o.frame_seconds.max(20.0 / crate::frames::PACE_FPS),
+            _ => o.frame_seconds,
+        };
+        let spec = frames::RoundSpec {
+            bins: &bins,
+            case,
+            name: &name,
+            addr: free_loopback_addr(),
+            cpus: self.placement(case.pin),
+            seconds,
+            timeout: o.timeout,
+        };
+        let round = frames::run_round(&spec, bar);
+        // Every process has exited: what a crashed one left can go.
+        remove_leftovers(&name);
+        round.map(|r| Some(Measurement::Frame(case, r)))
     }
 
     fn spec(
@@ -879,6 +1037,23 @@ fn method_notes(options: &Options, report: &Report, python: Option<&str>) -> Vec
                 }
             )
         });
+    }
+    if !report.frames.is_empty() {
+        notes.push(format!(
+            "frame rows: the real `producer --stream` and `consumer --stream` binaries, \
+             generated Rgb8 frames, {} s of streaming per round (paced rows at least 20 \
+             frames), the producer pinned to one CPU and every consumer to the other \
+             (pin=split), every consumer verifying the CRC-32 of every frame it reads; fps is \
+             the slowest running reader's under every and the producer's under latest, the \
+             median over rounds; memcpy_fps (the ceiling) is 1 / the faster copy of one \
+             frame (memcpy or memcpy-nt) measured in this run on the producer's CPU; the \
+             paced rows publish {} frames a second, so their latency is the hand-off's, not \
+             queueing; copies_witnessed is 1 (the producer's copy of the pixels) + the bytes \
+             through read/write of every process per frame over the frame's bytes; no \
+             iceoryx2 frame row (see docs/streaming.md)",
+            options.frame_seconds,
+            crate::frames::PACE_FPS
+        ));
     }
     if let Some(version) = python {
         notes.push(format!(

@@ -134,6 +134,8 @@ pub fn to_markdown(report: &Report) -> String {
         md.push('\n');
     }
 
+    super::frames::frames_markdown(&mut md, report);
+
     let case_notes = sorted_results(&report.results)
         .into_iter()
         .filter_map(|r| r.note.as_ref().map(|n| format!("{}: {n}", r.case())));
@@ -183,7 +185,7 @@ fn targets(md: &mut String, report: &Report) {
     );
     for t in &report.targets {
         let v = |x: f64| {
-            if t.at_least {
+            if t.is_ratio() {
                 format!("{x:.3}×")
             } else {
                 human_ns(x)

@@ -4,13 +4,16 @@
 //! `results.json` (everything, with every raw sample; [`json`]),
 //! `results.csv` and `latency.csv` (one row per case, for spreadsheets;
 //! [`csv`], [`latency_csv`]), `results.md` (tables for people; [`markdown`]),
-//! `throughput.svg` and `latency.svg` (the plots; [`svg`], [`latency_svg`]).
+//! `throughput.svg` and `latency.svg` (the plots; [`svg`], [`latency_svg`]),
+//! `frames.csv` and `frames.svg` (the frame rows; [`frames`], [`frames_svg`]).
 //! [`write_all`] writes them all.
 //!
 //! The tables share their order of rows ([`order`]) and their comparisons
 //! with reference rows ([`ratios`]).
 
 pub mod csv;
+pub mod frames;
+pub mod frames_svg;
 pub mod json;
 pub mod latency_csv;
 pub mod latency_svg;
@@ -25,6 +28,7 @@ use crate::report::Report;
 use common::error::{Error, IoContext, Result};
 
 pub use csv::CSV_HEADER;
+pub use frames::{FRAMES_CSV_HEADER, FRAMES_MARKDOWN_HEADER};
 pub use latency_csv::LATENCY_CSV_HEADER;
 pub use markdown::{to_markdown, MARKDOWN_HEADER, MARKDOWN_LATENCY_HEADER};
 
@@ -48,6 +52,8 @@ pub const ALL: &[&dyn Exporter] = &[
     &markdown::Markdown,
     &svg::Svg,
     &latency_svg::LatencySvg,
+    &frames::FramesCsv,
+    &frames_svg::FramesSvg,
 ];
 
 /// Why a report could not be turned into a file's contents.
@@ -129,7 +135,9 @@ mod tests {
                 "latency.csv",
                 "results.md",
                 "throughput.svg",
-                "latency.svg"
+                "latency.svg",
+                "frames.csv",
+                "frames.svg"
             ]
         );
         for p in &paths {
