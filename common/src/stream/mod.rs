@@ -5,7 +5,7 @@
 //! PNG: pixels) into a ring of `K` slots; readers attach and leave at any
 //! time and read each frame in place, without copying it.
 //!
-//! - [`format`]: the pixel formats and the frame header, with the checks a
+//! - [`format`](mod@format): the pixel formats and the frame header, with the checks a
 //!   reader makes on it;
 //! - `ring`: the ring segment, its slots' sequence locks and the reader table;
 //! - `frames`: the frames the producer makes from one image;
