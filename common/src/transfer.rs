@@ -30,6 +30,7 @@ use crate::name::Name;
 use crate::png::{self, Decoded, Limits};
 use crate::signals;
 use crate::story::{ms, thousands, Story};
+use crate::transport::memfd::seal::Attempt;
 use crate::transport::{Incoming, Outgoing, Payload, Session, TransportKind};
 
 /// How the producer gets the image file into shared memory.
@@ -105,6 +106,9 @@ pub struct ConsumerOptions {
     pub transport: TransportKind,
     /// TCP address (for `tcp`).
     pub addr: SocketAddr,
+    /// memfd only: try to change the received memory before reading it, and
+    /// report the kernel's refusals (`--try-tamper`).
+    pub try_tamper: bool,
 }
 
 /// The producer's separate phase of reading the file into its heap.
@@ -203,6 +207,10 @@ pub struct ConsumerReport {
     /// "grow", "write"]` (absent for the other transports).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub seals: Option<Vec<&'static str>>,
+    /// memfd with `--try-tamper` only: each attempt to change the received
+    /// memory (`what`, `call`, `refused`, `errno`, `error`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub tamper: Option<Vec<Attempt>>,
 }
 
 fn millis(d: Duration) -> f64 {
@@ -278,6 +286,7 @@ pub fn produce(options: &ProducerOptions, story: &Story) -> Result<ProducerRepor
         timeout: options.timeout,
         max_payload: u64::MAX,
         hold: options.hold,
+        try_tamper: false,
         story,
     };
     let transport = options.transport.transport(options.addr);
@@ -329,6 +338,12 @@ struct Checked {
 /// Any [`crate::Error`].
 pub fn consume(options: &ConsumerOptions, story: &Story) -> Result<ConsumerReport> {
     let started = Instant::now();
+    if options.try_tamper && options.transport != TransportKind::Memfd {
+        return Err(Error::Usage(format!(
+            "--try-tamper tries to change a sealed memfd: it needs --transport memfd, not {}",
+            options.transport
+        )));
+    }
     if let Some(out) = &options.out {
         png::check_output(out)?;
     }
@@ -344,6 +359,7 @@ pub fn consume(options: &ConsumerOptions, story: &Story) -> Result<ConsumerRepor
         timeout: options.timeout,
         max_payload: options.limits.max_alloc,
         hold: options.hold,
+        try_tamper: options.try_tamper,
         story,
     };
     let mut checked: Option<Checked> = None;
@@ -412,5 +428,6 @@ pub fn consume(options: &ConsumerOptions, story: &Story) -> Result<ConsumerRepor
         copies: received.ledger.copies().to_vec(),
         witness: checked.witness,
         seals: received.seals,
+        tamper: received.tamper,
     })
 }

@@ -312,6 +312,61 @@ fn killing_the_consumer_at_any_step_leaves_nothing_and_the_producer_decides() {
 }
 
 #[test]
+fn try_tamper_shows_every_change_to_the_received_memfd_refused() {
+    let name = unique("memfd-tamper");
+    let (p, c) = transfer(&name, &[], &["--try-tamper"]);
+    let (p, c) = (p.ok().json(), c.ok().json());
+    assert_eq!(p["crc32"], c["crc32"]);
+    let attempts = c["tamper"].as_array().expect("a tamper list");
+    let what: Vec<&str> = attempts.iter().filter_map(|a| a["what"].as_str()).collect();
+    assert_eq!(what, ["shrink", "grow", "write", "map-writable"]);
+    for a in attempts {
+        assert_eq!(a["refused"], true, "{a}");
+        assert_eq!(a["errno"], "EPERM", "{a}");
+        assert_eq!(a["error"], "Operation not permitted", "{a}");
+    }
+    let half = c["bytes"].as_u64().unwrap() / 2;
+    assert_eq!(attempts[0]["call"], format!("ftruncate(fd, {half})"));
+    assert!(p.get("tamper").is_none());
+    assert_clean(&name);
+
+    // The story says it too, one line per attempt.
+    let name = unique("memfd-tamper-story");
+    let consumer = Proc::start(
+        "consumer",
+        &[
+            "--name",
+            &name,
+            "--transport",
+            "memfd",
+            "--timeout",
+            "10",
+            "--try-tamper",
+        ],
+    );
+    std::thread::sleep(Duration::from_millis(100));
+    let producer = Proc::start(
+        "producer",
+        &["--name", &name, "--transport", "memfd", "--timeout", "10"],
+    );
+    producer.wait(LIMIT).ok();
+    let story = consumer.wait(LIMIT).ok().stdout.clone();
+    let refused: Vec<&str> = story
+        .lines()
+        .filter(|l| l.contains("tried to") && l.contains("refused with EPERM"))
+        .collect();
+    assert_eq!(refused.len(), 4, "{story}");
+    assert_clean(&name);
+
+    // Other transports have no seals to show: a usage error.
+    let other = run(
+        "consumer",
+        &["--name", &name, "--try-tamper", "--timeout", "1"],
+    );
+    other.fails_with(2, &["--try-tamper", "needs --transport memfd"]);
+}
+
+#[test]
 fn a_memfd_consumer_names_a_unix_producer() {
     let name = unique("memfd-mismatch");
     let consumer = Proc::start("consumer", &memfd_args(&name));
@@ -413,6 +468,7 @@ fn receive_here(name: &Name) -> common::Result<Received> {
         timeout: Duration::from_secs(10),
         max_payload: 1 << 30,
         hold: Duration::ZERO,
+        try_tamper: false,
         story: &story,
     };
     let mut accept = |incoming: Incoming<'_>| {

@@ -40,6 +40,12 @@ struct Args {
     #[arg(long, default_value_t = 0, value_name = "MS")]
     hold: u64,
 
+    /// With --transport memfd: before reading the received memory, try to
+    /// shrink, grow, write and writably map it, and show the kernel's refusal
+    /// of each (its seals at work).
+    #[arg(long)]
+    try_tamper: bool,
+
     /// Refuse images wider or taller than PX pixels.
     #[arg(long, default_value_t = Limits::default().max_width, value_name = "PX")]
     max_dim: u32,
@@ -121,6 +127,7 @@ fn main() -> ExitCode {
                 hold: Duration::from_millis(args.hold),
                 transport: args.transport,
                 addr: args.addr,
+                try_tamper: args.try_tamper,
             },
             &story,
         )

@@ -36,8 +36,10 @@
 //!    one that is not a memfd (a socket, a disk or `/dev/shm` file), a memfd
 //!    lacking any of the shrink, grow and write seals, or smaller than the
 //!    length claimed; it answers NAK;
-//! 4. maps the memfd read-only, verifies the CRC-32, decodes in place, keeps
-//!    it `--hold` ms, and answers ACK (or NAK);
+//! 4. maps the memfd read-only (with `--try-tamper`, first tries to shrink,
+//!    grow, write and writably map it, and reports the kernel's refusals:
+//!    any attempt allowed is a NAK), verifies the CRC-32, decodes in place,
+//!    keeps it `--hold` ms, and answers ACK (or NAK);
 //! 5. reports **delivered** only after the producer's DONE; after WITHDRAWN
 //!    it reports "not delivered: the producer withdrew it"; if the connection
 //!    closes instead, "the producer died before confirming" (and there is no
@@ -67,7 +69,7 @@ use crate::error::{Error, Result, Role};
 use crate::failpoint;
 use crate::ledger::{Ledger, Meter};
 use crate::png;
-use crate::story::{gbps, ms, thousands};
+use crate::story::{gbps, ms, thousands, Story};
 use crate::transport::fill::{fill, Destination};
 use crate::transport::socket::{Conn, Endpoint, Listener};
 use crate::transport::{self, Incoming, Outgoing, Received, Sent, Session, Transport};
@@ -242,8 +244,8 @@ impl Transport for Memfd {
         let nak = |conn: &Conn| {
             let _ = wire::write_all(conn.as_fd(), wire::NAK, &Deadline::after(DECISION_PATIENCE));
         };
-        let checked = check_offer(offer, session.max_payload);
-        let (checked, len, crc32) = match checked {
+        let checked = check_offer(offer, session.max_payload, session.try_tamper);
+        let (checked, len, crc32, tamper) = match checked {
             Ok(ok) => ok,
             Err(e) => {
                 // Every descriptor received is closed by now.
@@ -259,6 +261,12 @@ impl Transport for Memfd {
             seals.join(", "),
             thousands(len)
         ));
+        if let Some(attempts) = &tamper {
+            if let Err(e) = tell_attempts(story, attempts) {
+                nak(&conn);
+                return Err(e);
+            }
+        }
         let accepted = accept(Incoming {
             bytes: &checked.map[..len as usize],
             crc32,
@@ -289,6 +297,7 @@ impl Transport for Memfd {
                     // Read in place: no copy of the payload at all.
                     ledger: Ledger::new(),
                     seals: Some(seals),
+                    tamper,
                 })
             }
             Word::Got(word) if &word == wire::WITHDRAWN => Err(Error::PeerGone(format!(
@@ -313,10 +322,15 @@ impl Transport for Memfd {
     }
 }
 
+/// What [`check_offer`] returns: the checked memfd, its length and CRC-32,
+/// and the attempts to change it (with `--try-tamper`).
+type CheckedOffer = (seal::Checked, u64, u32, Option<Vec<seal::Attempt>>);
+
 /// Checks an offer and its descriptors; on success the memfd is mapped
-/// read-only. Every descriptor received is closed before this returns,
-/// whatever it returns (the mapping keeps the memory).
-fn check_offer(offer: wire::ReceivedOffer, max: u64) -> Result<(seal::Checked, u64, u32)> {
+/// read-only and, if `tamper`, the calls that would change it are tried
+/// ([`seal::try_to_change`]). Every descriptor received is closed before
+/// this returns, whatever it returns (the mapping keeps the memory).
+fn check_offer(offer: wire::ReceivedOffer, max: u64, tamper: bool) -> Result<CheckedOffer> {
     let refuse = |reason: String| Error::BadMessage {
         peer: Role::Producer,
         reason,
@@ -351,5 +365,50 @@ fn check_offer(offer: wire::ReceivedOffer, max: u64) -> Result<(seal::Checked, u
             "it offered {len} bytes, more than the {max} allowed (--max-alloc)"
         )));
     }
-    Ok((seal::check(fd, len)?, len, crc32))
+    // A second descriptor of the same memory for the attempts: `check`
+    // closes the one it is given.
+    let spare = if tamper {
+        Some(
+            fd.try_clone()
+                .map_err(|e| Error::io("dup the received memfd", e))?,
+        )
+    } else {
+        None
+    };
+    let checked = seal::check(fd, len)?;
+    let attempts = spare.map(|spare| seal::try_to_change(spare.as_fd(), len, checked.map[0]));
+    Ok((checked, len, crc32, attempts))
+}
+
+/// Tells each attempt to change the received memfd and the kernel's answer;
+/// an attempt that was allowed is an error, since the seals promised it
+/// could not be.
+fn tell_attempts(story: &Story, attempts: &[seal::Attempt]) -> Result<()> {
+    for a in attempts {
+        let doing = match a.what {
+            "shrink" => "shrink it",
+            "grow" => "grow it",
+            "write" => "write one byte into it",
+            _ => "map it writable",
+        };
+        match &a.error {
+            Some(error) => story.say(format_args!(
+                "tried to {doing} ({}): refused with {} ({error})",
+                a.call,
+                a.errno.as_deref().unwrap_or("error")
+            )),
+            None => story.say(format_args!("tried to {doing} ({}): allowed", a.call)),
+        }
+    }
+    match attempts.iter().find(|a| !a.refused) {
+        Some(a) => Err(Error::BadMessage {
+            peer: Role::Producer,
+            reason: format!(
+                "its memfd could still be changed ({} succeeded) although its seals say it \
+                 cannot",
+                a.call
+            ),
+        }),
+        None => Ok(()),
+    }
 }

@@ -98,6 +98,10 @@ pub struct Session<'a> {
     /// copying, before releasing; the consumer after verifying, before
     /// acknowledging.
     pub hold: Duration,
+    /// Consumer over memfd only (`--try-tamper`): before reading the
+    /// received memory, try to shrink, grow, write and writably map it, and
+    /// report the kernel's refusals ([`memfd::seal::try_to_change`]).
+    pub try_tamper: bool,
     /// Where the story is told.
     pub story: &'a Story,
 }
@@ -205,6 +209,9 @@ pub struct Received {
     pub ledger: Ledger,
     /// The seals found on the payload's memory (memfd only).
     pub seals: Option<Vec<&'static str>>,
+    /// The attempts to change that memory and the kernel's answers (memfd
+    /// with [`Session::try_tamper`] only).
+    pub tamper: Option<Vec<memfd::seal::Attempt>>,
 }
 
 /// One way of carrying a payload from producer to consumer.

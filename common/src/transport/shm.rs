@@ -307,6 +307,7 @@ impl Transport for Shm {
                     // Read in place: no copy of the payload at all.
                     ledger: Ledger::new(),
                     seals: None,
+                    tamper: None,
                 })
             }
             (Err(e), Ok(_)) => Err(e),

@@ -25,13 +25,20 @@
 //! 3. `F_GET_SEALS` works (`EINVAL`: a file that cannot be sealed);
 //! 4. `F_SEAL_SHRINK`, `F_SEAL_GROW` and `F_SEAL_WRITE` are all set;
 //! 5. its size is at least the length the offer claims.
+//!
+//! # Trying to change it anyway
+//! [`try_to_change`] (`consumer --try-tamper`) makes the calls that would
+//! shrink, grow, write or writably map a memfd that passed those checks, and
+//! records the kernel's refusal of each: the seals shown at work, not only
+//! read back.
 
 use std::fs::File;
-use std::os::fd::{AsRawFd, OwnedFd};
+use std::os::fd::{AsRawFd, BorrowedFd, OwnedFd};
 
 use memmap2::{Mmap, MmapOptions};
 use rustix::fs::{FileType, MemfdFlags, SealFlags};
 use rustix::io::Errno;
+use serde::Serialize;
 
 use crate::error::{Error, IoContext, Result, Role};
 use crate::name::Name;
@@ -208,6 +215,115 @@ pub fn check(fd: OwnedFd, len: u64) -> Result<Checked> {
     Ok(Checked { map, seals })
 }
 
+/// One attempt to change a sealed memfd, and what the kernel answered.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct Attempt {
+    /// What was tried: `shrink`, `grow`, `write` or `map-writable`.
+    pub what: &'static str,
+    /// The call, e.g. `ftruncate(fd, 395777)`.
+    pub call: String,
+    /// Whether the kernel refused it.
+    pub refused: bool,
+    /// The error's symbolic name, e.g. `EPERM` (absent if it was allowed).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub errno: Option<String>,
+    /// The kernel's refusal as text, e.g. `Operation not permitted` (absent
+    /// if it was allowed).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
+}
+
+impl Attempt {
+    fn new(what: &'static str, call: String, result: std::result::Result<(), Errno>) -> Attempt {
+        let error = result.err();
+        Attempt {
+            what,
+            call,
+            refused: error.is_some(),
+            errno: error.map(errno_name),
+            error: error.map(|e| {
+                let text = std::io::Error::from(e).to_string();
+                // "Operation not permitted (os error 1)": the number is in `errno`.
+                match text.rfind(" (os error ") {
+                    Some(at) => text[..at].to_owned(),
+                    None => text,
+                }
+            }),
+        }
+    }
+}
+
+/// Tries to shrink `fd` to half of `len`, to grow it by a page, to write
+/// `first_byte` (the byte already at offset 0, so that a write let through
+/// would change nothing) with `pwrite`, and to map it writable and shared,
+/// and returns what the kernel answered to each. On a memfd carrying
+/// [`REQUIRED`] every attempt is refused (`EPERM`).
+///
+/// If an attempt is allowed (a memfd without the seals), the memory really
+/// changes size; a writable mapping, if made, is unmapped at once untouched.
+pub fn try_to_change(fd: BorrowedFd<'_>, len: u64, first_byte: u8) -> Vec<Attempt> {
+    let size = rustix::fs::fstat(fd).map_or(len, |st| st.st_size.max(0) as u64);
+    let shrink = len / 2;
+    let grow = size + 4096;
+    let map_writable = || -> std::result::Result<(), Errno> {
+        // SAFETY: with a null address hint the kernel places a new mapping
+        // where nothing is mapped, so no memory of this process changes. A
+        // mapping it makes is unmapped below without ever being accessed.
+        let addr = unsafe {
+            libc::mmap(
+                std::ptr::null_mut(),
+                len as usize,
+                libc::PROT_READ | libc::PROT_WRITE,
+                libc::MAP_SHARED,
+                fd.as_raw_fd(),
+                0,
+            )
+        };
+        if addr == libc::MAP_FAILED {
+            let raw = std::io::Error::last_os_error().raw_os_error();
+            return Err(Errno::from_raw_os_error(raw.unwrap_or(libc::EIO)));
+        }
+        // SAFETY: `addr` and `len` are the mapping just made above, which no
+        // reference points into.
+        unsafe { libc::munmap(addr, len as usize) };
+        Ok(())
+    };
+    vec![
+        Attempt::new(
+            "shrink",
+            format!("ftruncate(fd, {shrink})"),
+            rustix::fs::ftruncate(fd, shrink),
+        ),
+        Attempt::new(
+            "grow",
+            format!("ftruncate(fd, {grow})"),
+            rustix::fs::ftruncate(fd, grow),
+        ),
+        Attempt::new(
+            "write",
+            "pwrite(fd, 1 byte, offset 0)".into(),
+            rustix::io::pwrite(fd, &[first_byte], 0).map(drop),
+        ),
+        Attempt::new(
+            "map-writable",
+            format!("mmap({len} bytes, PROT_READ | PROT_WRITE, MAP_SHARED)"),
+            map_writable(),
+        ),
+    ]
+}
+
+/// The symbolic name of the errors these calls give, else `errno N`.
+fn errno_name(errno: Errno) -> String {
+    match errno {
+        Errno::PERM => "EPERM".into(),
+        Errno::ACCESS => "EACCES".into(),
+        Errno::BUSY => "EBUSY".into(),
+        Errno::INVAL => "EINVAL".into(),
+        Errno::FBIG => "EFBIG".into(),
+        other => format!("errno {}", other.raw_os_error()),
+    }
+}
+
 /// "shrink, grow and write".
 fn and_list(words: &[&str]) -> String {
     match words {
@@ -242,6 +358,7 @@ fn kind(file_type: FileType) -> &'static str {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::os::fd::AsFd;
     use std::os::unix::fs::FileExt;
 
     #[test]
@@ -264,6 +381,36 @@ mod tests {
         assert!(file.set_len(50).is_err(), "a sealed memfd grew");
         let checked = check(fd, 10).unwrap();
         assert_eq!(&checked.map[..], b"0123456789");
+    }
+
+    #[test]
+    fn every_change_to_a_sealed_memfd_is_refused_and_an_unsealed_one_takes_them() {
+        let name = Name::new("unit-tamper").unwrap();
+        let sealed = create(&name, 8192, |mem| {
+            mem.fill(7);
+            Ok(())
+        })
+        .unwrap();
+        let attempts = try_to_change(sealed.as_fd(), 8192, 7);
+        let what: Vec<_> = attempts.iter().map(|a| a.what).collect();
+        assert_eq!(what, ["shrink", "grow", "write", "map-writable"]);
+        for a in &attempts {
+            assert!(a.refused, "{a:?}");
+            assert_eq!(a.errno.as_deref(), Some("EPERM"), "{a:?}");
+            assert_eq!(a.error.as_deref(), Some("Operation not permitted"), "{a:?}");
+        }
+        assert_eq!(attempts[0].call, "ftruncate(fd, 4096)");
+        assert_eq!(rustix::fs::fstat(&sealed).unwrap().st_size, 8192);
+
+        let open = rustix::fs::memfd_create("p1p2.unit", MemfdFlags::CLOEXEC).unwrap();
+        rustix::fs::ftruncate(&open, 8192).unwrap();
+        let attempts = try_to_change(open.as_fd(), 8192, 0);
+        assert!(attempts.iter().all(|a| !a.refused), "{attempts:?}");
+        assert!(attempts
+            .iter()
+            .all(|a| a.errno.is_none() && a.error.is_none()));
+        // Shrunk to 4096, then grown to 8192 + 4096 from the size it had first.
+        assert_eq!(rustix::fs::fstat(&open).unwrap().st_size, 8192 + 4096);
     }
 
     #[test]

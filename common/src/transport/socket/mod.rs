@@ -222,6 +222,7 @@ impl Transport for Socket {
                     producer_pid,
                     ledger,
                     seals: None,
+                    tamper: None,
                 })
             }
             Err(e) => {
