@@ -99,6 +99,16 @@ impl CopyMode {
         }
     }
 
+    /// The fixed mode (`Std` or `Nt`) this mode picks for `len` bytes: for a
+    /// payload copied in pieces, which must all be copied the way the whole
+    /// size calls for.
+    pub fn resolve(self, len: usize) -> CopyMode {
+        match self.choose(len) {
+            Copied::Standard => CopyMode::Std,
+            Copied::NonTemporal => CopyMode::Nt,
+        }
+    }
+
     /// The copy this mode makes of `len` bytes on this CPU.
     pub fn choose(self, len: usize) -> Copied {
         let nt = match self {
@@ -403,6 +413,22 @@ mod tests {
                 }
             }
         }
+    }
+
+    #[test]
+    fn a_payload_in_pieces_is_copied_as_its_whole_size_calls_for() {
+        assert_eq!(CopyMode::Std.resolve(1 << 30), CopyMode::Std);
+        assert_eq!(CopyMode::Auto.resolve(NT_THRESHOLD - 1), CopyMode::Std);
+        let nt = if Isa::detect().is_some() {
+            CopyMode::Nt
+        } else {
+            CopyMode::Std
+        };
+        assert_eq!(CopyMode::Auto.resolve(NT_THRESHOLD), nt);
+        assert_eq!(CopyMode::Nt.resolve(1), nt);
+        // A resolved mode no longer depends on the size of a piece.
+        let whole = CopyMode::Auto.resolve(NT_THRESHOLD);
+        assert_eq!(whole.choose(4096), whole.choose(NT_THRESHOLD));
     }
 
     #[test]

@@ -170,7 +170,7 @@ impl Source {
     }
 
     /// Writes frame `id` into `dst` (exactly `shape().len()` bytes), copying
-    /// the bands with `copy`, and returns its CRC-32.
+    /// the bands as `copy` picks for the frame's size, and returns its CRC-32.
     ///
     /// # Panics
     /// If `dst` has another length.
@@ -180,6 +180,9 @@ impl Source {
             self.pixels.len(),
             "a frame buffer of the wrong size"
         );
+        // The bands are pieces of one frame: copy them all the way the
+        // frame's size calls for.
+        let copy = copy.resolve(dst.len());
         let n = self.bands.len();
         let first = (id % n as u64) as usize;
         let mut at = 0;
