@@ -444,6 +444,7 @@ fn sockets_carry_the_same_stream_with_one_copy_per_reader() {
             assert_eq!(num(&cj, "frames"), 40, "{transport}: {cj}");
             assert_eq!(num(&cj, "skipped"), 0);
             assert_eq!(num(&cj, "copies"), 1);
+            assert_eq!(cj["policy"], "every", "the policy travels in the headers");
             assert!(num(&cj["witness"]["proc_io"], "rchar") >= 40 * frame_bytes);
             same_picture(&cj, &pj);
         }

@@ -208,6 +208,10 @@ pub const WIRE_MAGIC: u64 = u64::from_le_bytes(*b"P1P2FRM\0");
 /// the stream (no pixels follow).
 pub const WIRE_LEN: usize = 64;
 
+/// Offset of the stream's policy code (u32) in a header on a socket: the
+/// producer's [`Policy`](super::Policy), so that a socket reader reports it.
+pub const WIRE_POLICY: usize = 52;
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -13,7 +13,7 @@
 
 use std::time::Duration;
 
-use super::format::{Frame, FrameHeader, WIRE_LEN};
+use super::format::{Frame, FrameHeader, WIRE_LEN, WIRE_POLICY};
 use super::frames::Source;
 use super::ring::monotonic_ns;
 use super::{Policy, Read, ReaderStats, EVICT_AFTER};
@@ -132,8 +132,8 @@ impl Sender {
             format: shape.format as u32,
             len: shape.len(),
             crc32,
-        }
-        .to_wire();
+        };
+        let header = self.wire(&header);
         let readers = std::mem::take(&mut self.readers);
         let mut kept = Vec::with_capacity(readers.len());
         for mut conn in readers {
@@ -163,9 +163,16 @@ impl Sender {
         Ok(id)
     }
 
+    /// A header on the wire, with the stream's policy.
+    fn wire(&self, header: &FrameHeader) -> [u8; WIRE_LEN] {
+        let mut wire = header.to_wire();
+        wire[WIRE_POLICY..WIRE_POLICY + 4].copy_from_slice(&(self.policy as u32).to_le_bytes());
+        wire
+    }
+
     /// Tells every reader the stream has ended.
     pub fn end(&mut self) {
-        let end = FrameHeader::default().to_wire();
+        let end = self.wire(&FrameHeader::default());
         for conn in &mut self.readers {
             let _ = conn.write_all(&end, EVICT_AFTER, Role::Consumer, None);
         }
@@ -213,7 +220,7 @@ impl Receiver {
         self.stats
     }
 
-    /// The policy, as far as a socket reader knows it: frames come in order.
+    /// The stream's policy, as the producer's headers say it.
     pub fn policy(&self) -> Policy {
         self.policy
     }
@@ -246,6 +253,9 @@ impl Receiver {
             )));
         }
         let header = FrameHeader::from_wire(&wire).map_err(bad)?;
+        let code = u32::from_le_bytes(wire[WIRE_POLICY..WIRE_POLICY + 4].try_into().unwrap());
+        self.policy = Policy::from_u64(code.into())
+            .ok_or_else(|| bad(format!("unknown stream policy {code}")))?;
         if header.frame_id == 0 {
             return Ok(Read::Ended);
         }
