@@ -181,6 +181,21 @@ impl Shape {
         u64::from(self.stride) * u64::from(self.height)
     }
 
+    /// The header of frame `id` of this shape, published now: its
+    /// timestamp is the present CLOCK_MONOTONIC time.
+    pub fn published(&self, id: u64, crc32: u32) -> FrameHeader {
+        FrameHeader {
+            frame_id: id,
+            timestamp_ns: monotonic_ns(),
+            width: self.width,
+            height: self.height,
+            stride: self.stride,
+            format: self.format as u32,
+            len: self.len(),
+            crc32,
+        }
+    }
+
     /// Whether a frame of this shape has no bytes.
     pub fn is_empty(&self) -> bool {
         self.len() == 0
@@ -399,19 +414,7 @@ impl Writer {
         let crc32 = fill(pixels);
         crate::failpoint::hit("producer:mid-frame");
         self.ring.segment.check_intact()?;
-        store_header(
-            slot,
-            &FrameHeader {
-                frame_id: id,
-                timestamp_ns: monotonic_ns(),
-                width: shape.width,
-                height: shape.height,
-                stride: shape.stride,
-                format: shape.format as u32,
-                len,
-                crc32,
-            },
-        );
+        store_header(slot, &shape.published(id, crc32));
         slot.holder.store(0, Ordering::Relaxed);
         // Release: everything above (pixels and header) is visible to a
         // reader whose Acquire load sees the new, even sequence number, or

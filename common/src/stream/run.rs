@@ -156,12 +156,7 @@ pub fn produce(options: &ProducerOptions, story: &Story) -> Result<ProducerRepor
             let endpoint = Endpoint::new(options.transport, &options.name, options.addr);
             Sink::Socket(Sender::bind(&endpoint, &options.name, options.policy)?)
         }
-        TransportKind::Memfd => {
-            return Err(Error::Usage(
-                "a stream goes over shm, unix or tcp (--transport memfd hands over one image)"
-                    .into(),
-            ))
-        }
+        TransportKind::Memfd => return Err(no_memfd_stream()),
     };
     story.say(format_args!(
         "streaming {}x{} {} frames ({} bytes each) over {} as {:?}, policy {}",
@@ -231,6 +226,13 @@ pub fn produce(options: &ProducerOptions, story: &Story) -> Result<ProducerRepor
         copy_mode,
         witness,
     })
+}
+
+/// The error for `--stream --transport memfd`.
+fn no_memfd_stream() -> Error {
+    Error::Usage(
+        "a stream goes over shm, unix or tcp (--transport memfd hands over one image)".into(),
+    )
 }
 
 /// Where a producer's frames go.
@@ -399,12 +401,7 @@ pub fn consume(options: &ConsumerOptions, story: &Story) -> Result<ConsumerRepor
             let endpoint = Endpoint::new(options.transport, &options.name, options.addr);
             Tap::Socket(Receiver::connect(&endpoint, &deadline)?)
         }
-        TransportKind::Memfd => {
-            return Err(Error::Usage(
-                "a stream goes over shm, unix or tcp (--transport memfd hands over one image)"
-                    .into(),
-            ))
-        }
+        TransportKind::Memfd => return Err(no_memfd_stream()),
     };
     drop(waiting);
     let mut preview = if options.preview {

@@ -15,7 +15,6 @@ use std::time::Duration;
 
 use super::format::{Frame, FrameHeader, WIRE_LEN, WIRE_POLICY};
 use super::frames::Source;
-use super::ring::monotonic_ns;
 use super::{Policy, Read, ReaderStats, EVICT_AFTER};
 use crate::copy::CopyMode;
 use crate::error::{Error, Result, Role};
@@ -123,17 +122,7 @@ impl Sender {
         let id = self.next;
         self.frame.resize(shape.len() as usize, 0);
         let crc32 = source.fill(id, &mut self.frame, copy);
-        let header = FrameHeader {
-            frame_id: id,
-            timestamp_ns: monotonic_ns(),
-            width: shape.width,
-            height: shape.height,
-            stride: shape.stride,
-            format: shape.format as u32,
-            len: shape.len(),
-            crc32,
-        };
-        let header = self.wire(&header);
+        let header = self.wire(&shape.published(id, crc32));
         let readers = std::mem::take(&mut self.readers);
         let mut kept = Vec::with_capacity(readers.len());
         for mut conn in readers {
