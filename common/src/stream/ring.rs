@@ -312,10 +312,12 @@ impl Writer {
     pub fn await_readers(&self, count: usize, deadline: &Deadline) -> Result<()> {
         let word = self.ring.readers_pulse();
         loop {
+            // The word first, then the count: a reader that attaches after
+            // the count changes the word, and the wait below sees it.
+            let seen = word.load(Ordering::Acquire) & !SLEEPER;
             if self.readers() >= count {
                 return Ok(());
             }
-            let seen = word.load(Ordering::Acquire) & !SLEEPER;
             let got = wait::spin_until(word, deadline, Duration::ZERO, |v| v != seen, || Ok(()))?;
             if got.is_none() {
                 return Err(deadline.timeout(format!(
