@@ -84,8 +84,8 @@ struct Args {
     frames: Option<u64>,
 
     /// With --stream: stop after SECS seconds.
-    #[arg(long, value_name = "SECS", requires = "stream")]
-    seconds: Option<f64>,
+    #[arg(long, value_name = "SECS", requires = "stream", value_parser = cli::parse_secs)]
+    seconds: Option<Duration>,
 
     /// Print one JSON object on stdout instead of the story.
     #[arg(long)]

@@ -65,7 +65,7 @@ struct Args {
     copy: CopyMode,
 
     /// Stream frames instead of handing over one image: the image is
-    /// decoded once, and each frame is it scrolled by the frame number, with
+    /// decoded once, and each frame is that image scrolled by the frame number, with
     /// the number drawn in. Readers (`consumer --stream`) attach at any time.
     #[arg(long)]
     stream: bool,
@@ -79,8 +79,8 @@ struct Args {
     frames: Option<u64>,
 
     /// With --stream: stop after SECS seconds.
-    #[arg(long, value_name = "SECS", requires = "stream")]
-    seconds: Option<f64>,
+    #[arg(long, value_name = "SECS", requires = "stream", value_parser = cli::parse_secs)]
+    seconds: Option<Duration>,
 
     /// With --stream: slots in the ring (2 to 15).
     #[arg(long, default_value_t = stream::DEFAULT_SLOTS, value_name = "K", requires = "stream")]

@@ -68,8 +68,8 @@ pub struct ProducerOptions {
     pub fps: f64,
     /// Stop after this many frames.
     pub frames: Option<u64>,
-    /// Stop after this many seconds.
-    pub seconds: Option<f64>,
+    /// Stop after this long.
+    pub seconds: Option<Duration>,
     /// Slots in the ring.
     pub slots: u32,
     /// Readers to wait for before the first frame.
@@ -175,7 +175,7 @@ pub fn produce(options: &ProducerOptions, story: &Story) -> Result<ProducerRepor
     }
     let consumers = sink.readers(story)?;
     let limit = match (options.frames, options.seconds) {
-        (None, None) => (None, Some(DEFAULT_SECONDS)),
+        (None, None) => (None, Some(Duration::from_secs_f64(DEFAULT_SECONDS))),
         (frames, seconds) => (frames, seconds),
     };
     let meter = Meter::start();
@@ -183,8 +183,7 @@ pub fn produce(options: &ProducerOptions, story: &Story) -> Result<ProducerRepor
     let period = (options.fps > 0.0).then(|| Duration::from_secs_f64(1.0 / options.fps));
     let mut published = 0u64;
     loop {
-        if limit.0.is_some_and(|n| published >= n)
-            || limit.1.is_some_and(|s| start.elapsed().as_secs_f64() >= s)
+        if limit.0.is_some_and(|n| published >= n) || limit.1.is_some_and(|s| start.elapsed() >= s)
         {
             break;
         }
@@ -298,8 +297,8 @@ pub struct ConsumerOptions {
     pub preview: bool,
     /// Stop after this many frames.
     pub frames: Option<u64>,
-    /// Stop after this many seconds.
-    pub seconds: Option<f64>,
+    /// Stop after this long.
+    pub seconds: Option<Duration>,
 }
 
 /// Publish-to-read latency percentiles, in microseconds.
@@ -417,9 +416,7 @@ pub fn consume(options: &ConsumerOptions, story: &Story) -> Result<ConsumerRepor
     let started = Instant::now();
     loop {
         if options.frames.is_some_and(|n| latencies.len() as u64 >= n)
-            || options
-                .seconds
-                .is_some_and(|s| started.elapsed().as_secs_f64() >= s)
+            || options.seconds.is_some_and(|s| started.elapsed() >= s)
         {
             break;
         }
