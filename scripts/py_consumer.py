@@ -45,43 +45,34 @@ file) only once the Ack has won.
 
 Errors are one line on stderr and a non-zero exit: 1 for a failed transfer,
 2 for bad arguments, 128 + the signal number for SIGINT, SIGTERM or SIGHUP.
+
+What it shares with scripts/py_stream.py (the header's layout and checks,
+the ctypes functions, identity words, signals) is in scripts/p1p2shm.py,
+which it imports from its own directory.
 """
 
 import argparse
 import ctypes
 import errno
 import fcntl
-import mmap
 import os
-import platform
-import re
-import signal
 import stat
 import struct
 import sys
 import time
 import zlib
 
-# The global header at offset 0 (see common/src/layout.rs).
-MAGIC = b"P1P2SHM\0"  # offset 0, 8 bytes
-VERSION = 2  # u32 at 8
-HEADER_SIZE = 4096  # u32 at 12; also where slot 0's payload starts
-OFF_VERSION = 8
-OFF_HEADER_SIZE = 12
-OFF_CAPACITY = 16  # u64: usable bytes per slot
-OFF_SLOT_STRIDE = 24  # u64: capacity rounded up to whole pages
-OFF_SLOT_COUNT = 32  # u32
-OFF_KIND = 36  # u32: 1 = transfer
-OFF_ELEM_SIZE = 44  # u32
-OFF_ELEM_COUNT = 48  # u64
-OFF_PRODUCER_PID = 56  # u32 (60: reserved)
+sys.path.insert(0, os.path.dirname(os.path.realpath(__file__)))
+import p1p2shm  # noqa: E402  (the shared pieces, next to this script)
+from p1p2shm import (  # noqa: E402
+    ACQUIRE, ACQ_REL, HEADER_SIZE, KIND_TRANSFER, PID_MASK, POLL, RELAXED, SLICE, Failure,
+    Interrupted, Mapped, check_signals, error_status, ident_alive, my_ident, name_type,
+    record_signals, seconds_type, timespec, wait_live, whole_type,
+)
+
+# The global header's word for the hand-off (common/src/layout.rs); the rest
+# of the header is p1p2shm's.
 OFF_CONSUMER = 72  # u64: identity word of the consumer, 0 = none
-OFF_FLAGS = 80  # u32: 0 for transfer segments
-KIND_TRANSFER = 1
-KINDS = {1: "transfer", 2: "value", 3: "array"}
-MAX_SLOTS = 31
-PAGE = 4096
-MAX_SEGMENT_BYTES = 1 << 40
 
 # Slot 0's control block at offset 128.
 OFF_STATE = 128  # u32, the futex word
@@ -110,51 +101,10 @@ STEPS = {
     "Withdraw": ((EMPTY, READY, TAKEN), WITHDRAWN),
 }
 
-# Identity words (common/src/liveness.rs): pid in the low 22 bits, start
-# time (clock ticks after boot, /proc/PID/stat field 22) above.
-PID_BITS = 22
-PID_MASK = (1 << PID_BITS) - 1
-
 # C constants (Linux, glibc).
-RELAXED, ACQUIRE, ACQ_REL = 0, 2, 4
 CLOCK_MONOTONIC = 1
-FUTEX_WAIT, FUTEX_WAKE = 0, 1
-INT_MAX = 2**31 - 1
 PTHREAD_PROCESS_SHARED = 1
 PTHREAD_MUTEX_ROBUST = 1
-SYS_FUTEX = {"x86_64": 202, "amd64": 202, "aarch64": 98, "arm64": 98}
-
-PREFIX = "p1p2."
-SHM_DIR = "/dev/shm"
-NAME_RE = re.compile(r"[A-Za-z0-9._-]{1,64}")
-POLL = 0.01  # seconds between looks for the file
-SLICE = 0.1  # longest single sleep: how quickly a signal is noticed
-
-
-class Failure(Exception):
-    """A transfer that cannot complete; the message is one line."""
-
-
-class Interrupted(Exception):
-    """A signal arrived; the transfer is abandoned cleanly."""
-
-    def __init__(self, signum):
-        super().__init__(f"interrupted by {signal.Signals(signum).name}")
-        self.signum = signum
-
-
-_received = []
-
-
-def _record(signum, _frame):
-    # Only recorded: the waits below notice it between slices, so no lock is
-    # left held and no state half changed by an exception at a random point.
-    _received.append(signum)
-
-
-def check_signals():
-    if _received:
-        raise Interrupted(_received[0])
 
 
 def pause(seconds):
@@ -168,64 +118,22 @@ def pause(seconds):
         time.sleep(min(left, SLICE))
 
 
-class Timespec(ctypes.Structure):
-    _fields_ = [("tv_sec", ctypes.c_long), ("tv_nsec", ctypes.c_long)]
+class Native(p1p2shm.Native):
+    """The C functions this script calls: p1p2shm's (libatomic's atomics,
+    syscall(2) for futexes) and libc's robust-mutex functions."""
 
+    ATOMICS_FOR = "the atomic compare-and-swap"
+    LIBC_NOTE = "; glibc is needed"
+    LIBC = "the C library (glibc 2.30 or later is needed)"
 
-def timespec(ns):
-    return Timespec(ns // 1_000_000_000, ns % 1_000_000_000)
-
-
-class Native:
-    """The C functions this script calls: libatomic's atomics, libc's
-    robust-mutex functions and syscall(2) for futexes."""
-
-    def __init__(self):
-        machine = platform.machine()
-        self.sys_futex = SYS_FUTEX.get(machine.lower())
-        if not sys.platform.startswith("linux") or self.sys_futex is None:
-            raise Failure(
-                f"this script runs on Linux on x86_64 or aarch64, not on {sys.platform} {machine}"
-            )
-        try:
-            atomic = ctypes.CDLL("libatomic.so.1")
-        except OSError as e:
-            raise Failure(
-                f"cannot load libatomic.so.1 ({e}); it provides the atomic compare-and-swap "
-                "this script needs (Debian/Ubuntu: apt-get install libatomic1)"
-            ) from None
-        try:
-            libc = ctypes.CDLL("libc.so.6", use_errno=True)
-        except OSError as e:
-            raise Failure(f"cannot load the C library libc.so.6 ({e}); glibc is needed") from None
-
-        def fn(lib, what, name, restype, argtypes):
-            try:
-                f = getattr(lib, name)
-            except AttributeError:
-                raise Failure(f"{what} has no {name}") from None
-            f.restype = restype
-            f.argtypes = argtypes
-            return f
-
-        u32p = ctypes.POINTER(ctypes.c_uint32)
-        u64p = ctypes.POINTER(ctypes.c_uint64)
-        vp, i, u32, u64 = ctypes.c_void_p, ctypes.c_int, ctypes.c_uint32, ctypes.c_uint64
-        a, b = "libatomic.so.1", ctypes.c_bool
-        self.cas4 = fn(atomic, a, "__atomic_compare_exchange_4", b, [vp, u32p, u32, i, i])
-        self.cas8 = fn(atomic, a, "__atomic_compare_exchange_8", b, [vp, u64p, u64, i, i])
-        self.load4 = fn(atomic, a, "__atomic_load_4", u32, [vp, i])
-        self.load8 = fn(atomic, a, "__atomic_load_8", u64, [vp, i])
-        self.store8 = fn(atomic, a, "__atomic_store_8", None, [vp, u64, i])
-        self.exchange8 = fn(atomic, a, "__atomic_exchange_8", u64, [vp, u64, i])
-        self.fence = fn(atomic, a, "atomic_thread_fence", None, [i])
-        c = "the C library (glibc 2.30 or later is needed)"
-        ts = ctypes.POINTER(Timespec)
+    def more(self, libc):
+        fn, c = self.fn, self.LIBC
+        vp, i = ctypes.c_void_p, ctypes.c_int
+        ts = ctypes.POINTER(p1p2shm.Timespec)
         self.clocklock = fn(libc, c, "pthread_mutex_clocklock", i, [vp, i, ts])
         self.trylock = fn(libc, c, "pthread_mutex_trylock", i, [vp])
         self.unlock = fn(libc, c, "pthread_mutex_unlock", i, [vp])
         self.consistent = fn(libc, c, "pthread_mutex_consistent", i, [vp])
-        self.syscall = fn(libc, c, "syscall", ctypes.c_long, None)
         self.expected_kind = self._robust_kind(libc, fn, c)
 
     @staticmethod
@@ -251,88 +159,12 @@ class Native:
             raise Failure(f"cannot make a robust process-shared mutex: {os.strerror(rc)}")
         return struct.unpack_from("<i", bytes(mutex), 16)[0]
 
-    def futex_wake(self, addr):
-        # A failed wake (impossible for a valid address) would only delay the
-        # producer until its next 100 ms slice.
-        self.syscall(
-            ctypes.c_long(self.sys_futex),
-            ctypes.c_void_p(addr),
-            ctypes.c_long(FUTEX_WAKE),
-            ctypes.c_long(INT_MAX),
-            ctypes.c_void_p(None),
-            ctypes.c_void_p(None),
-            ctypes.c_long(0),
-        )
 
-    def futex_wait(self, addr, expected, seconds):
-        """Sleeps while the word at addr holds `expected`, at most `seconds`
-        (EAGAIN, ETIMEDOUT and EINTR all just return)."""
-        ts = timespec(max(0, int(seconds * 1e9)))
-        self.syscall(
-            ctypes.c_long(self.sys_futex),
-            ctypes.c_void_p(addr),
-            ctypes.c_long(FUTEX_WAIT),
-            ctypes.c_long(expected),
-            ctypes.byref(ts),
-            ctypes.c_void_p(None),
-            ctypes.c_long(0),
-        )
-
-
-def proc_stat(pid):
-    """(state, start time) from /proc/PID/stat, or None."""
-    try:
-        with open(f"/proc/{pid}/stat", encoding="ascii", errors="replace") as f:
-            text = f.read()
-    except OSError:
-        return None
-    # The command name (field 2) may hold spaces and parentheses: count the
-    # fields after the last ')'. There, field 3 (the state) comes first.
-    fields = text[text.rfind(")") + 1 :].split()
-    try:
-        return fields[0], int(fields[22 - 3])
-    except (IndexError, ValueError):
-        return None
-
-
-def my_ident():
-    pid = os.getpid()
-    st = proc_stat(pid)
-    return (pid & PID_MASK) | ((st[1] if st else 0) << PID_BITS)
-
-
-def ident_alive(word):
-    """Whether the process named by an identity word runs (a zombie counts
-    as dead; a start time of 0 is not compared)."""
-    pid, start = word & PID_MASK, word >> PID_BITS
-    if pid <= 0:
-        return False
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        pass
-    st = proc_stat(pid)
-    if st is None:
-        return not os.path.exists("/proc/self")
-    return st[0] not in ("Z", "X", "x") and (start == 0 or st[1] == start)
-
-
-class Segment:
+class Segment(Mapped):
     """A mapped segment and the operations on slot 0."""
 
     def __init__(self, native, name, path, fd, size):
-        self.native = native
-        self.name = name
-        self.path = path
-        self.fd = fd
-        self.size = size
-        self.map = mmap.mmap(fd, size, mmap.MAP_SHARED, mmap.PROT_READ | mmap.PROT_WRITE)
-        # The mapping's address, for the C functions. This exported buffer
-        # must be released before the mapping is closed.
-        self._anchor = ctypes.c_char.from_buffer(self.map)
-        self.base = ctypes.addressof(self._anchor)
+        super().__init__(native, name, path, fd, size)
         self.me = my_ident()
         self.locked = False
         self.claimed = False
@@ -341,66 +173,17 @@ class Segment:
         if self.locked:  # never unmap a held robust mutex
             self.unlock()
         self.release_claim()
-        del self._anchor
-        self.map.close()
-        os.close(self.fd)
+        super().close()
 
     # ---------------------------------------------------------- the header
 
     def check(self):
-        """Validates the header against the mapping (as RawHeader::check)."""
-        n, buf = self.native, self.map
-
-        def bad(reason):
-            return Failure(f"segment {self.name}: {reason}")
-
-        # Acquire: pairs with the creator's Release store of the magic, after
-        # which it changes none of the fields read below.
-        magic = n.load8(self.base, ACQUIRE).to_bytes(8, "little")
-        if magic != MAGIC:
-            raise bad(f"wrong magic {magic!r} (not a p1p2 segment, or not initialised)")
-        u32 = lambda o: struct.unpack_from("<I", buf, o)[0]  # noqa: E731
-        u64 = lambda o: struct.unpack_from("<Q", buf, o)[0]  # noqa: E731
-        version = u32(OFF_VERSION)
-        if version != VERSION:
-            raise bad(f"layout version {version}, this script reads version {VERSION}")
-        if u32(OFF_HEADER_SIZE) != HEADER_SIZE:
-            raise bad(f"header size {u32(OFF_HEADER_SIZE)} differs from {HEADER_SIZE}")
-        slot_count = u32(OFF_SLOT_COUNT)
-        if not 1 <= slot_count <= MAX_SLOTS:
-            raise bad(f"slot count {slot_count} is outside 1..={MAX_SLOTS}")
-        kind = u32(OFF_KIND)
-        if kind not in KINDS:
-            raise bad(f"unknown kind {kind}")
-        if kind != KIND_TRANSFER:
-            raise bad(f"it holds a {KINDS[kind]}, not a transfer")
-        capacity, stride = u64(OFF_CAPACITY), u64(OFF_SLOT_STRIDE)
-        if stride != max(1, -(-capacity // PAGE)) * PAGE:
-            raise bad(f"slot stride {stride} does not fit capacity {capacity}")
-        if u32(OFF_FLAGS) != 0:
-            raise bad(f"flags {u32(OFF_FLAGS):#x} on a transfer segment")
-        if HEADER_SIZE + stride * slot_count != self.size:
-            raise bad(
-                f"header describes {HEADER_SIZE + stride * slot_count} bytes "
-                f"but the file has {self.size}"
-            )
-        elems = u32(OFF_ELEM_SIZE) * u64(OFF_ELEM_COUNT)
-        if elems > capacity:
-            raise bad(f"{u64(OFF_ELEM_COUNT)} elements of {u32(OFF_ELEM_SIZE)} bytes do not fit")
+        """Validates the header against the mapping (as RawHeader::check),
+        and slot 0's mutex."""
+        n = self.native
+        _, self.capacity, _ = self.check_segment_header(KIND_TRANSFER)
         if n.load4(self.base + OFF_LOCK_KIND, RELAXED) != n.expected_kind & 0xFFFFFFFF:
-            raise bad("slot 0's lock: it is not a robust process-shared mutex")
-        self.capacity = capacity
-        self.producer = u32(OFF_PRODUCER_PID)
-
-    def owner_alive(self):
-        """The producer holds an exclusive flock on the file until it exits:
-        a shared one can be had only once it is dead."""
-        try:
-            fcntl.flock(self.fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
-        except OSError:
-            return True
-        fcntl.flock(self.fd, fcntl.LOCK_UN)
-        return False
+            raise self.bad("slot 0's lock: it is not a robust process-shared mutex")
 
     def remove_stale(self, dying=False):
         """Removes the file if its producer is dead and the path still names
@@ -439,18 +222,16 @@ class Segment:
                 raise Failure(
                     f"segment {self.name} is already claimed by consumer pid {current & PID_MASK}"
                 )
-            expected = ctypes.c_uint64(current)
-            if n.cas8(addr, ctypes.byref(expected), self.me, ACQ_REL, ACQUIRE):
+            won, current = n.cas(8, addr, current, self.me)
+            if won:
                 self.claimed = True
                 return
-            current = expected.value
 
     def release_claim(self):
         if self.claimed:
             self.claimed = False
             # Only our own claim: a compare-and-swap from our word to 0.
-            expected = ctypes.c_uint64(self.me)
-            self.native.cas8(self.base + OFF_CONSUMER, ctypes.byref(expected), 0, ACQ_REL, RELAXED)
+            self.native.cas(8, self.base + OFF_CONSUMER, self.me, 0, ACQ_REL, RELAXED)
 
     # ----------------------------------------------------------- the lock
 
@@ -528,11 +309,11 @@ class Segment:
         while True:
             if raw not in sources:
                 return False, raw
-            expected = ctypes.c_uint32(raw)
-            if n.cas4(addr, ctypes.byref(expected), target, ACQ_REL, ACQUIRE):
+            won, found = n.cas(4, addr, raw, target)
+            if won:
                 n.futex_wake(addr)
                 return True, raw
-            raw = expected.value
+            raw = found
 
     def bad_state(self, raw):
         if raw in STATE_NAMES:
@@ -552,65 +333,11 @@ def attach(native, name, deadline, timeout):
     """Waits for a live producer to publish /dev/shm/p1p2.NAME, then maps and
     validates it. A stale segment (its producer is dead) is not used: a new
     producer will replace it."""
-    shm_name = PREFIX + name
-    path = os.path.join(SHM_DIR, shm_name)
-    stale = None
-    while True:
-        check_signals()
-        segment = open_segment(native, shm_name, path)
-        if segment is not None:
-            if segment.owner_alive():
-                return segment
-            stale = segment.producer
-            segment.close()
-        if time.monotonic() >= deadline:
-            if stale is not None:
-                raise Failure(
-                    f"segment {shm_name} is stale (its producer pid {stale} is dead) and no live "
-                    f"producer replaced it within {timeout:g} s"
-                )
-            raise Failure(
-                f"segment {shm_name} did not appear within {timeout:g} s "
-                "(is the producer running with this --name?)"
-            )
-        time.sleep(POLL)
-
-
-def open_segment(native, shm_name, path):
-    """Maps and validates the segment at path; None if there is none."""
-    try:
-        fd = os.open(path, os.O_RDWR | os.O_NOFOLLOW | os.O_CLOEXEC | os.O_NONBLOCK)
-    except FileNotFoundError:
-        return None
-    except OSError as e:
-        if e.errno == errno.ELOOP:
-            raise Failure(f"refusing {path}: it is a symbolic link") from None
-        raise Failure(f"cannot open {path}: {e.strerror}") from None
-    segment = None
-    try:
-        st = os.fstat(fd)
-        if not stat.S_ISREG(st.st_mode):
-            raise Failure(f"refusing {path}: it is not a regular file")
-        if st.st_uid != os.geteuid():
-            raise Failure(
-                f"refusing {path}: it belongs to uid {st.st_uid}, not to this user ({os.geteuid()})"
-            )
-        if st.st_size < HEADER_SIZE:
-            raise Failure(
-                f"segment {shm_name}: the file has {st.st_size} bytes, less than the "
-                f"{HEADER_SIZE}-byte header"
-            )
-        if st.st_size > MAX_SEGMENT_BYTES:
-            raise Failure(f"segment {shm_name}: the file is implausibly large ({st.st_size} bytes)")
-        segment = Segment(native, shm_name, path, fd, st.st_size)
-        segment.check()
-        return segment
-    except BaseException:
-        if segment is not None:
-            segment.close()
-        else:
-            os.close(fd)
-        raise
+    missing = (
+        f"segment {p1p2shm.PREFIX}{name} did not appear within {timeout:g} s "
+        "(is the producer running with this --name?)"
+    )
+    return wait_live(Segment, native, name, deadline, timeout, "segment", missing)
 
 
 def take(segment, deadline, timeout):
@@ -817,36 +544,6 @@ def consume(name, timeout, out, hold):
         segment.close()
 
 
-def seconds(text):
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a number of seconds") from None
-    if not 0 <= value < float("inf"):
-        raise argparse.ArgumentTypeError(f"{text!r} is not a usable duration")
-    return value
-
-
-def millis(text):
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(
-            f"{text!r} is not a whole number of milliseconds"
-        ) from None
-    if value < 0:
-        raise argparse.ArgumentTypeError(f"{text!r} is negative")
-    return value
-
-
-def segment_name(text):
-    if not NAME_RE.fullmatch(text) or text in (".", ".."):
-        raise argparse.ArgumentTypeError(
-            f"{text!r} is not a segment name (1 to 64 of A-Z a-z 0-9 . _ -)"
-        )
-    return text
-
-
 def main():
     parser = argparse.ArgumentParser(
         prog="py_consumer.py",
@@ -855,36 +552,31 @@ def main():
     )
     parser.add_argument(
         "--name",
-        type=segment_name,
+        type=name_type("segment"),
         default="p1p2",
         help="segment name, as given to the producer (default p1p2)",
     )
     parser.add_argument(
         "--timeout",
-        type=seconds,
+        type=seconds_type(allow_zero=True),
         default=30.0,
         metavar="SECS",
         help="seconds to wait for the segment, its lock and its payload (default 30)",
     )
     parser.add_argument(
         "--hold",
-        type=millis,
+        type=whole_type(0, " of milliseconds", " is negative"),
         default=0,
         metavar="MS",
         help="keep the lock this many milliseconds before acknowledging (default 0)",
     )
     parser.add_argument("--out", required=True, metavar="FILE", help="where to write the payload")
     args = parser.parse_args()
-    for signum in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
-        signal.signal(signum, _record)
+    record_signals()
     try:
         consume(args.name, args.timeout, args.out, args.hold)
-    except Failure as e:
-        print(f"py_consumer: error: {e}", file=sys.stderr)
-        return 1
-    except Interrupted as e:
-        print(f"py_consumer: error: {e}", file=sys.stderr)
-        return 128 + e.signum
+    except (Failure, Interrupted) as e:
+        return error_status("py_consumer", e)
     return 0
 
 

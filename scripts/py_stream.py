@@ -39,20 +39,16 @@ It stops at the stream's end, after --frames or --seconds. Errors are one
 line on stderr and a non-zero exit: 1 for a failed stream (a header that
 lies, a producer that died or aborted, a timeout), 2 for bad arguments,
 128 + the signal number for SIGINT, SIGTERM or SIGHUP.
+
+What it shares with scripts/py_consumer.py (the header's layout and checks,
+the ctypes functions, identity words, signals) is in scripts/p1p2shm.py,
+which it imports from its own directory.
 """
 
 import argparse
-import ctypes
-import errno
-import fcntl
 import json
 import math
-import mmap
 import os
-import platform
-import re
-import signal
-import stat
 import sys
 import time
 import zlib
@@ -63,25 +59,12 @@ try:
 except ImportError:  # the frames are then memoryviews
     np = None
 
-# The global header at offset 0 (common/src/layout.rs).
-MAGIC = b"P1P2SHM\0"  # offset 0
-VERSION = 2  # u32 at 8
-HEADER_SIZE = 4096  # u32 at 12; also where slot 0's payload starts
-OFF_VERSION = 8
-OFF_HEADER_SIZE = 12
-OFF_CAPACITY = 16  # u64: usable bytes per slot
-OFF_SLOT_STRIDE = 24  # u64: capacity rounded up to whole pages
-OFF_SLOT_COUNT = 32  # u32
-OFF_KIND = 36  # u32: 5 = stream
-OFF_ELEM_SIZE = 44  # u32
-OFF_ELEM_COUNT = 48  # u64
-OFF_PRODUCER_PID = 56  # u32
-OFF_FLAGS = 80  # u32: 0 for a stream
-PAGE = 4096
-MAX_SEGMENT_BYTES = 1 << 40
-KIND_STREAM = 5
-KINDS = {1: "transfer", 2: "value", 3: "array", 5: "stream"}
-MIN_SLOTS, MAX_SLOTS = 2, 15
+sys.path.insert(0, os.path.dirname(os.path.realpath(__file__)))
+from p1p2shm import (  # noqa: E402
+    ACQUIRE, ACQ_REL, HEADER_SIZE, KIND_STREAM, RELAXED, RELEASE, SLICE, Failure, Interrupted,
+    Mapped, Native, check_signals, error_status, ident_alive, my_ident, name_type,
+    record_signals, seconds_type, wait_live, whole_type,
+)
 
 # The stream's words in the global header (common/src/stream/ring.rs).
 OFF_READERS_PULSE = 60  # u32 futex word: readers change it
@@ -111,186 +94,17 @@ EVICTED = 1  # bit of flags: the producer stopped waiting for this reader
 # Pixel formats: code -> (name, bytes per pixel).
 FORMATS = {1: ("L8", 1), 2: ("Rgb8", 3), 3: ("Rgba8", 4)}
 
-# Identity words (common/src/liveness.rs): pid in the low 22 bits, start
-# time (clock ticks after boot, /proc/PID/stat field 22) above.
-PID_BITS = 22
-PID_MASK = (1 << PID_BITS) - 1
-
 # Bit 31 of a futex word: a waiter sets it just before it sleeps, so that
 # whoever changes the word knows a FUTEX_WAKE is needed (common/src/wait.rs).
 SLEEPER = 1 << 31
 COUNTER = SLEEPER - 1
 
-# C constants (Linux).
-RELAXED, ACQUIRE, RELEASE, ACQ_REL = 0, 2, 3, 4
-FUTEX_WAIT, FUTEX_WAKE = 0, 1
-INT_MAX = 2**31 - 1
-SYS_FUTEX = {"x86_64": 202, "amd64": 202, "aarch64": 98, "arm64": 98}
-
-PREFIX = "p1p2."
-SHM_DIR = "/dev/shm"
-NAME_RE = re.compile(r"[A-Za-z0-9._-]{1,64}")
-POLL = 0.01  # seconds between looks for the file
-SLICE = 0.1  # longest single sleep: how quickly a signal or a death is noticed
 SHORT = 50e-6  # pause while a slot is being rewritten
-
-
-class Failure(Exception):
-    """A stream that cannot go on; the message is one line."""
-
-
-class Interrupted(Exception):
-    """A signal arrived; the reader leaves cleanly."""
-
-    def __init__(self, signum):
-        super().__init__(f"interrupted by {signal.Signals(signum).name}")
-        self.signum = signum
-
-
-_received = []
-
-
-def _record(signum, _frame):
-    # Only recorded: the waits notice it between slices, so the reader entry
-    # is never left half updated by an exception at a random point.
-    _received.append(signum)
-
-
-def check_signals():
-    if _received:
-        raise Interrupted(_received[0])
 
 
 def monotonic_ns():
     """CLOCK_MONOTONIC in nanoseconds: the clock of the frames' timestamps."""
     return time.clock_gettime_ns(time.CLOCK_MONOTONIC)
-
-
-class Timespec(ctypes.Structure):
-    _fields_ = [("tv_sec", ctypes.c_long), ("tv_nsec", ctypes.c_long)]
-
-
-class Native:
-    """The C functions this script calls: libatomic's atomics and
-    syscall(2) for futexes."""
-
-    def __init__(self):
-        machine = platform.machine()
-        self.sys_futex = SYS_FUTEX.get(machine.lower())
-        if not sys.platform.startswith("linux") or self.sys_futex is None:
-            raise Failure(
-                f"this script runs on Linux on x86_64 or aarch64, not on {sys.platform} {machine}"
-            )
-        try:
-            atomic = ctypes.CDLL("libatomic.so.1")
-        except OSError as e:
-            raise Failure(
-                f"cannot load libatomic.so.1 ({e}); it provides the atomic operations this "
-                "script needs (Debian/Ubuntu: apt-get install libatomic1)"
-            ) from None
-        try:
-            libc = ctypes.CDLL("libc.so.6", use_errno=True)
-        except OSError as e:
-            raise Failure(f"cannot load the C library libc.so.6 ({e})") from None
-
-        def fn(lib, what, name, restype, argtypes):
-            try:
-                f = getattr(lib, name)
-            except AttributeError:
-                raise Failure(f"{what} has no {name}") from None
-            f.restype = restype
-            f.argtypes = argtypes
-            return f
-
-        u32p = ctypes.POINTER(ctypes.c_uint32)
-        u64p = ctypes.POINTER(ctypes.c_uint64)
-        vp, i, u32, u64 = ctypes.c_void_p, ctypes.c_int, ctypes.c_uint32, ctypes.c_uint64
-        a, b = "libatomic.so.1", ctypes.c_bool
-        self.cas4 = fn(atomic, a, "__atomic_compare_exchange_4", b, [vp, u32p, u32, i, i])
-        self.cas8 = fn(atomic, a, "__atomic_compare_exchange_8", b, [vp, u64p, u64, i, i])
-        self.load4 = fn(atomic, a, "__atomic_load_4", u32, [vp, i])
-        self.load8 = fn(atomic, a, "__atomic_load_8", u64, [vp, i])
-        self.store8 = fn(atomic, a, "__atomic_store_8", None, [vp, u64, i])
-        self.fence = fn(atomic, a, "atomic_thread_fence", None, [i])
-        self.syscall = fn(libc, "the C library", "syscall", ctypes.c_long, None)
-
-    def cas(self, load_width, addr, old, new, success=ACQ_REL, failure=ACQUIRE):
-        """Compare-and-swap of the 4- or 8-byte word at addr; (won, found)."""
-        if load_width == 4:
-            expected = ctypes.c_uint32(old)
-            won = self.cas4(addr, ctypes.byref(expected), new, success, failure)
-        else:
-            expected = ctypes.c_uint64(old)
-            won = self.cas8(addr, ctypes.byref(expected), new, success, failure)
-        return won, expected.value
-
-    def futex_wake(self, addr):
-        # A failed wake (impossible for a valid address) only delays the
-        # waiter until the end of its 100 ms slice.
-        self.syscall(
-            ctypes.c_long(self.sys_futex),
-            ctypes.c_void_p(addr),
-            ctypes.c_long(FUTEX_WAKE),
-            ctypes.c_long(INT_MAX),
-            ctypes.c_void_p(None),
-            ctypes.c_void_p(None),
-            ctypes.c_long(0),
-        )
-
-    def futex_wait(self, addr, expected, seconds):
-        """Sleeps while the word at addr holds `expected`, at most `seconds`
-        (a wake, EAGAIN, ETIMEDOUT and EINTR all just return)."""
-        ns = max(0, int(seconds * 1e9))
-        ts = Timespec(ns // 1_000_000_000, ns % 1_000_000_000)
-        self.syscall(
-            ctypes.c_long(self.sys_futex),
-            ctypes.c_void_p(addr),
-            ctypes.c_long(FUTEX_WAIT),
-            ctypes.c_long(expected),
-            ctypes.byref(ts),
-            ctypes.c_void_p(None),
-            ctypes.c_long(0),
-        )
-
-
-def proc_stat(pid):
-    """(state, start time) from /proc/PID/stat, or None."""
-    try:
-        with open(f"/proc/{pid}/stat", encoding="ascii", errors="replace") as f:
-            text = f.read()
-    except OSError:
-        return None
-    # The command name (field 2) may hold spaces and parentheses: count the
-    # fields after the last ')'. There, field 3 (the state) comes first.
-    fields = text[text.rfind(")") + 1 :].split()
-    try:
-        return fields[0], int(fields[22 - 3])
-    except (IndexError, ValueError):
-        return None
-
-
-def my_ident():
-    pid = os.getpid()
-    st = proc_stat(pid)
-    return (pid & PID_MASK) | ((st[1] if st else 0) << PID_BITS)
-
-
-def ident_alive(word):
-    """Whether the process named by an identity word runs (a zombie counts
-    as dead; a start time of 0 is not compared)."""
-    pid, start = word & PID_MASK, word >> PID_BITS
-    if pid <= 0:
-        return False
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        pass
-    st = proc_stat(pid)
-    if st is None:
-        return not os.path.exists("/proc/self")
-    return st[0] not in ("Z", "X", "x") and (start == 0 or st[1] == start)
 
 
 class Frame:
@@ -342,99 +156,26 @@ def check_header(header, capacity):
     )
 
 
-class Ring:
+class Ring(Mapped):
     """A mapped, validated stream segment."""
 
     def __init__(self, native, name, path, fd, size):
-        self.native = native
-        self.name = name
-        self.path = path
-        self.fd = fd
-        self.size = size
-        self.map = mmap.mmap(fd, size, mmap.MAP_SHARED, mmap.PROT_READ | mmap.PROT_WRITE)
-        # The mapping's address, for the C functions. This exported buffer
-        # must be released before the mapping is closed.
-        self._anchor = ctypes.c_char.from_buffer(self.map)
-        self.base = ctypes.addressof(self._anchor)
+        super().__init__(native, name, path, fd, size)
         self.view = memoryview(self.map)
 
     def close(self):
         self.view.release()
-        del self._anchor
-        try:
-            self.map.close()
-        except BufferError:
-            # A caller kept a frame's numpy array: the mapping then goes
-            # with the process.
-            pass
-        os.close(self.fd)
-
-    def u32(self, offset, order=RELAXED):
-        return self.native.load4(self.base + offset, order)
-
-    def u64(self, offset, order=RELAXED):
-        return self.native.load8(self.base + offset, order)
+        super().close()
 
     def check(self):
         """Validates the header against the file (as RawHeader::check for a stream)."""
-
-        def bad(reason):
-            return Failure(f"segment {self.name}: {reason}")
-
-        # Acquire: pairs with the creator's Release store of the magic, after
-        # which it changes none of the fields read below.
-        magic = self.u64(0, ACQUIRE).to_bytes(8, "little")
-        if magic != MAGIC:
-            raise bad(f"wrong magic {magic!r} (not a p1p2 segment, or not initialised)")
-        version = self.u32(OFF_VERSION)
-        if version != VERSION:
-            raise bad(f"layout version {version}, this script reads version {VERSION}")
-        if self.u32(OFF_HEADER_SIZE) != HEADER_SIZE:
-            raise bad(f"header size {self.u32(OFF_HEADER_SIZE)} differs from {HEADER_SIZE}")
-        kind = self.u32(OFF_KIND)
-        if kind not in KINDS:
-            raise bad(f"unknown kind {kind}")
-        if kind != KIND_STREAM:
-            raise bad(f"it holds a {KINDS[kind]}, not a stream")
-        slots = self.u32(OFF_SLOT_COUNT)
-        if not MIN_SLOTS <= slots <= MAX_SLOTS:
-            raise bad(f"a stream with {slots} slots (a ring has {MIN_SLOTS}..={MAX_SLOTS})")
-        capacity, stride = self.u64(OFF_CAPACITY), self.u64(OFF_SLOT_STRIDE)
-        if stride != max(1, -(-capacity // PAGE)) * PAGE:
-            raise bad(f"slot stride {stride} does not fit capacity {capacity}")
-        if self.u32(OFF_FLAGS) != 0:
-            raise bad(f"flags {self.u32(OFF_FLAGS):#x} on a stream segment")
-        described = HEADER_SIZE + stride * slots
-        if described != self.size or described > MAX_SEGMENT_BYTES:
-            raise bad(f"header describes {described} bytes but the file has {self.size}")
-        elem_size, elem_count = self.u32(OFF_ELEM_SIZE), self.u64(OFF_ELEM_COUNT)
-        if elem_size * elem_count > capacity:
-            raise bad(f"{elem_count} elements of {elem_size} bytes do not fit capacity {capacity}")
+        self.check_size()
+        slots, capacity, stride = self.check_segment_header(KIND_STREAM)
         code = self.u64(OFF_POLICY)
         if code not in POLICIES:
-            raise bad(f"unknown stream policy {code}")
+            raise self.bad(f"unknown stream policy {code}")
         self.slots, self.capacity, self.slot_stride = slots, capacity, stride
         self.policy = code
-        self.producer = self.u32(OFF_PRODUCER_PID)
-
-    def owner_alive(self):
-        """The producer holds an exclusive flock on the file until it exits:
-        a shared one can be had only once it is dead."""
-        try:
-            fcntl.flock(self.fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
-        except OSError:
-            return True
-        fcntl.flock(self.fd, fcntl.LOCK_UN)
-        return False
-
-    def check_size(self):
-        """Fails if another process shrank the file: touching a page past
-        its end would kill this process with SIGBUS."""
-        now = os.fstat(self.fd).st_size
-        if now < self.size:
-            raise Failure(
-                f"segment {self.name}: the file was truncated to {now} bytes while mapped"
-            )
 
     def head(self):
         return self.u64(OFF_HEAD, ACQUIRE)
@@ -465,71 +206,16 @@ class Ring:
             n.futex_wake(addr)
 
 
-def open_ring(native, shm_name, path):
-    """Maps and validates the segment at path; None if there is none."""
-    try:
-        fd = os.open(path, os.O_RDWR | os.O_NOFOLLOW | os.O_CLOEXEC | os.O_NONBLOCK)
-    except FileNotFoundError:
-        return None
-    except OSError as e:
-        if e.errno == errno.ELOOP:
-            raise Failure(f"refusing {path}: it is a symbolic link") from None
-        raise Failure(f"cannot open {path}: {e.strerror}") from None
-    ring = None
-    try:
-        st = os.fstat(fd)
-        if not stat.S_ISREG(st.st_mode):
-            raise Failure(f"refusing {path}: it is not a regular file")
-        if st.st_uid != os.geteuid():
-            raise Failure(
-                f"refusing {path}: it belongs to uid {st.st_uid}, not to this user ({os.geteuid()})"
-            )
-        if st.st_size < HEADER_SIZE:
-            raise Failure(
-                f"segment {shm_name}: the file has {st.st_size} bytes, less than the "
-                f"{HEADER_SIZE}-byte header"
-            )
-        if st.st_size > MAX_SEGMENT_BYTES:
-            raise Failure(f"segment {shm_name}: the file is implausibly large ({st.st_size} bytes)")
-        ring = Ring(native, shm_name, path, fd, st.st_size)
-        ring.check_size()
-        ring.check()
-        return ring
-    except BaseException:
-        if ring is not None:
-            ring.close()
-        else:
-            os.close(fd)
-        raise
-
-
 def wait_ring(native, name, timeout):
     """Waits for a live producer to publish /dev/shm/p1p2.NAME, then maps
     and validates it. A header that lies ends the wait at once; a stale
     segment (its producer is dead) is not used: a new producer will replace it."""
-    shm_name = PREFIX + name
-    path = os.path.join(SHM_DIR, shm_name)
+    missing = (
+        f"no stream named {name} appeared within {timeout:g} s "
+        "(is `producer --stream` running with this --name?)"
+    )
     deadline = time.monotonic() + timeout
-    stale = None
-    while True:
-        check_signals()
-        ring = open_ring(native, shm_name, path)
-        if ring is not None:
-            if ring.owner_alive():
-                return ring
-            stale = ring.producer
-            ring.close()
-        if time.monotonic() >= deadline:
-            if stale is not None:
-                raise Failure(
-                    f"stream {shm_name} is stale (its producer pid {stale} is dead) and no live "
-                    f"producer replaced it within {timeout:g} s"
-                )
-            raise Failure(
-                f"no stream named {name} appeared within {timeout:g} s "
-                "(is `producer --stream` running with this --name?)"
-            )
-        time.sleep(POLL)
+    return wait_live(Ring, native, name, deadline, timeout, "stream", missing)
 
 
 class Reader:
@@ -804,7 +490,7 @@ class Reader:
         )
 
     def bad(self, reason):
-        return Failure(f"segment {self.ring.name}: {reason}")
+        return self.ring.bad(reason)
 
 
 def percentiles(samples_ns):
@@ -875,32 +561,8 @@ def stream(args):
         ring.close()
 
 
-def seconds_arg(text):
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a number of seconds") from None
-    if not 0 < value < float("inf"):
-        raise argparse.ArgumentTypeError(f"{text!r} is not a usable duration")
-    return value
-
-
-def count_arg(text):
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from None
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"{text!r}: give 1 or more")
-    return value
-
-
-def segment_name(text):
-    if not NAME_RE.fullmatch(text) or text in (".", ".."):
-        raise argparse.ArgumentTypeError(
-            f"{text!r} is not a stream name (1 to 64 of A-Z a-z 0-9 . _ -)"
-        )
-    return text
+seconds_arg = seconds_type(allow_zero=False)
+count_arg = whole_type(1, "", ": give 1 or more")
 
 
 def main():
@@ -909,7 +571,9 @@ def main():
         description="Read the frames of a p1p2 stream (producer --stream) in place, "
         "and report frames, skipped frames, fps and publish-to-read latency.",
     )
-    parser.add_argument("name", type=segment_name, help="the stream's name, as given to --name")
+    parser.add_argument(
+        "name", type=name_type("stream"), help="the stream's name, as given to --name"
+    )
     parser.add_argument(
         "--frames", type=count_arg, metavar="N", help="stop after N frames (default: at the end)"
     )
@@ -928,19 +592,11 @@ def main():
     )
     parser.add_argument("--json", action="store_true", help="print one JSON object")
     args = parser.parse_args()
-    for signum in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
-        signal.signal(signum, _record)
+    record_signals()
     try:
         report = stream(args)
-    except Failure as e:
-        print(f"py_stream: error: {e}", file=sys.stderr)
-        return 1
-    except Interrupted as e:
-        print(f"py_stream: error: {e}", file=sys.stderr)
-        return 128 + e.signum
-    except OSError as e:
-        print(f"py_stream: error: {e}", file=sys.stderr)
-        return 1
+    except (Failure, Interrupted, OSError) as e:
+        return error_status("py_stream", e)
     if args.json:
         print(json.dumps(report))
     else:
