@@ -544,7 +544,8 @@ impl Driver<'_> {
     /// ceiling); 1 and 3 readers under `every` over shm, unix and tcp;
     /// 3 readers under `latest` over shm, without and with one stopped; a
     /// paced stream to 1 reader for the latency (shm spinning; in a full run
-    /// unix and tcp too).
+    /// unix and tcp too); with the iceoryx2 peer built, iceoryx2 with 1 and
+    /// 3 subscribers and paced to 1.
     fn plan_frames(&mut self, jobs: &mut Vec<Job>) {
         let o = self.options;
         if o.frame_sizes.is_empty() {
