@@ -90,7 +90,7 @@ pub fn main(publish: bool, args: &[String]) -> ExitCode {
         }
         Err(e) => {
             eprintln!("p1p2-iceoryx2-peer: error: {e}");
-            ExitCode::FAILURE
+            ExitCode::from(u8::try_from(e.exit_code()).unwrap_or(1))
         }
     }
 }
@@ -263,7 +263,11 @@ fn publish_frames(o: &Options) -> Result<PublisherReport, Error> {
         *sample.user_header_mut() = [id, monotonic_ns(), u64::from(crc)];
         // SAFETY: `fill` wrote all `len` bytes of the payload.
         let sample = unsafe { sample.assume_init() };
-        sample.send().map_err(|e| ice("send a frame")(&e))?;
+        if let Err(e) = sample.send() {
+            // A signal makes the backpressure handler give up: say so.
+            common::signals::check()?;
+            return Err(ice("send a frame")(&e));
+        }
         published = id;
     }
     let seconds = start.elapsed().as_secs_f64();
