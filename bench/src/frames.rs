@@ -122,7 +122,7 @@ impl Variant {
 /// What identifies a frame row.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub struct FrameCase {
-    /// shm (the ring), unix or tcp.
+    /// shm (the ring), unix, tcp or iceoryx2.
     pub transport: Channel,
     /// The frame size.
     pub size: FrameSize,
@@ -132,7 +132,8 @@ pub struct FrameCase {
     pub policy: &'static str,
     /// Free-running, with a stopped reader, or paced.
     pub variant: Variant,
-    /// Whether the readers spin before sleeping (ring only).
+    /// Whether the readers spin before sleeping (the ring), or poll
+    /// (iceoryx2: spin, then yield).
     pub spin: bool,
     /// Where the processes run.
     pub pin: Pin,
@@ -163,7 +164,7 @@ impl FrameCase {
     /// more into the kernel and one out of it per reader.
     pub fn copies(&self) -> f64 {
         match self.transport {
-            Channel::Shm => 1.0,
+            Channel::Shm | Channel::Iceoryx2 => 1.0,
             _ => 1.0 + 2.0 * self.consumers as f64,
         }
     }
@@ -518,6 +519,12 @@ mod tests {
             ..case
         };
         assert_eq!(shm.copies(), 1.0);
+        let iceoryx2 = FrameCase {
+            transport: Channel::Iceoryx2,
+            consumers: 3,
+            ..case
+        };
+        assert_eq!(iceoryx2.copies(), 1.0, "one copy into a loaned sample");
         assert_eq!(
             FrameCase {
                 consumers: 3,

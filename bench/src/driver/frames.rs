@@ -8,6 +8,10 @@
 //! reader, the last consumer is stopped (SIGSTOP) once it is in the ring's
 //! reader table, and continued (SIGCONT) once the producer has finished.
 //!
+//! The iceoryx2 rows run the same way with `p1p2-iceoryx2-peer stream-pub`
+//! and `stream-sub` (built with the `iceoryx2` feature) in place of the
+//! producer and consumers, given the same flags.
+//!
 //! Whatever happens, every process is ended and reaped before this returns
 //! (the caller removes the stream's files when it fails).
 
@@ -73,6 +77,8 @@ struct ConsumerJson {
 /// One round's settings.
 pub(super) struct RoundSpec<'a> {
     pub(super) bins: &'a StreamBins,
+    /// `p1p2-iceoryx2-peer`, for the iceoryx2 rows.
+    pub(super) iceoryx2: Option<&'a Path>,
     pub(super) case: FrameCase,
     pub(super) name: &'a str,
     pub(super) addr: SocketAddr,
@@ -93,46 +99,64 @@ pub(super) fn run_round(spec: &RoundSpec, bar: &ProgressBar) -> Result<FrameRoun
         Variant::Paced => PACE_FPS,
         _ => 0.0,
     };
-    let producer_args: Vec<String> = [
-        "--stream",
-        "--size",
-        &case.size.arg(),
-        "--fps",
-        &fps.to_string(),
-        "--seconds",
-        &spec.seconds.to_string(),
-        "--consumers",
-        &case.consumers.to_string(),
-        "--policy",
-        case.policy,
-        "--transport",
-        transport,
-        "--name",
-        spec.name,
-        "--addr",
-        &addr,
-        "--timeout",
-        &timeout,
-        "--json",
-    ]
-    .iter()
-    .map(|s| s.to_string())
-    .collect();
-    let mut consumer_args: Vec<String> = [
-        "--stream",
-        "--name",
-        spec.name,
-        "--transport",
-        transport,
-        "--addr",
-        &addr,
-        "--timeout",
-        &timeout,
-        "--json",
-    ]
-    .iter()
-    .map(|s| s.to_string())
-    .collect();
+    // The iceoryx2 peer takes the same flags after its mode.
+    let (producer_bin, consumer_bin, modes) = match (case.transport, spec.iceoryx2) {
+        (Channel::Iceoryx2, Some(peer)) => (peer, peer, Some(("stream-pub", "stream-sub"))),
+        (Channel::Iceoryx2, None) => {
+            return Err(Error::Usage(
+                "iceoryx2 frame rows need p1p2-iceoryx2-peer (the iceoryx2 feature)".into(),
+            ))
+        }
+        _ => (
+            spec.bins.producer.as_path(),
+            spec.bins.consumer.as_path(),
+            None,
+        ),
+    };
+    let mut producer_args: Vec<String> = modes.map(|m| m.0.to_string()).into_iter().collect();
+    producer_args.extend(
+        [
+            "--stream",
+            "--size",
+            &case.size.arg(),
+            "--fps",
+            &fps.to_string(),
+            "--seconds",
+            &spec.seconds.to_string(),
+            "--consumers",
+            &case.consumers.to_string(),
+            "--policy",
+            case.policy,
+            "--transport",
+            transport,
+            "--name",
+            spec.name,
+            "--addr",
+            &addr,
+            "--timeout",
+            &timeout,
+            "--json",
+        ]
+        .iter()
+        .map(|s| s.to_string()),
+    );
+    let mut consumer_args: Vec<String> = modes.map(|m| m.1.to_string()).into_iter().collect();
+    consumer_args.extend(
+        [
+            "--stream",
+            "--name",
+            spec.name,
+            "--transport",
+            transport,
+            "--addr",
+            &addr,
+            "--timeout",
+            &timeout,
+            "--json",
+        ]
+        .iter()
+        .map(|s| s.to_string()),
+    );
     if case.spin {
         consumer_args.push("--spin".into());
     }
@@ -145,14 +169,14 @@ pub(super) fn run_round(spec: &RoundSpec, bar: &ProgressBar) -> Result<FrameRoun
     let setup = (|| -> Result<()> {
         procs.push(Running::start_pinned(
             "producer",
-            &spec.bins.producer,
+            producer_bin,
             &producer_args,
             spec.cpus.0,
         )?);
         for _ in 0..case.consumers {
             procs.push(Running::start_pinned(
                 "consumer",
-                &spec.bins.consumer,
+                consumer_bin,
                 &consumer_args,
                 spec.cpus.1,
             )?);

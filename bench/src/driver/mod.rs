@@ -544,7 +544,8 @@ impl Driver<'_> {
     /// ceiling); 1 and 3 readers under `every` over shm, unix and tcp;
     /// 3 readers under `latest` over shm, without and with one stopped; a
     /// paced stream to 1 reader for the latency (shm spinning; in a full run
-    /// unix and tcp too).
+    /// unix and tcp too); with the iceoryx2 peer built, iceoryx2 with 1 and
+    /// 3 subscribers and paced to 1.
     fn plan_frames(&mut self, jobs: &mut Vec<Job>) {
         let o = self.options;
         if o.frame_sizes.is_empty() {
@@ -559,6 +560,12 @@ impl Driver<'_> {
         } else {
             Pin::Same
         };
+        let iceoryx2 = o.iceoryx2_peer.as_deref().is_some_and(Path::is_file);
+        if o.iceoryx2_peer.is_some() && !iceoryx2 {
+            self.notes.push(
+                "iceoryx2 frame rows skipped: no p1p2-iceoryx2-peer next to p1p2-bench".into(),
+            );
+        }
         for &size in &o.frame_sizes {
             for t in [Channel::Memcpy, Channel::MemcpyNt] {
                 let case = Case {
@@ -598,6 +605,20 @@ impl Driver<'_> {
                 for t in [Channel::Unix, Channel::Tcp] {
                     jobs.push(case(t, 1, "every", Variant::Paced, false));
                 }
+            }
+            // iceoryx2, when built in: every subscriber gets every frame,
+            // as under `every`; its subscribers poll (spin, then yield).
+            if iceoryx2 {
+                for consumers in crate::frames::READERS {
+                    jobs.push(case(
+                        Channel::Iceoryx2,
+                        consumers,
+                        "every",
+                        Variant::Max,
+                        true,
+                    ));
+                }
+                jobs.push(case(Channel::Iceoryx2, 1, "every", Variant::Paced, true));
             }
         }
     }
@@ -736,6 +757,7 @@ impl Driver<'_> {
         };
         let spec = frames::RoundSpec {
             bins: &bins,
+            iceoryx2: o.iceoryx2_peer.as_deref(),
             case,
             name: &name,
             addr: free_loopback_addr(),
@@ -746,6 +768,9 @@ impl Driver<'_> {
         let round = frames::run_round(&spec, bar);
         // Every process has exited: what a crashed one left can go.
         remove_leftovers(&name);
+        if case.transport == Channel::Iceoryx2 {
+            remove_iceoryx2_files(&name);
+        }
         round.map(|r| Some(Measurement::Frame(case, r)))
     }
 
@@ -1049,10 +1074,17 @@ fn method_notes(options: &Options, report: &Report, python: Option<&str>) -> Vec
              frame (memcpy or memcpy-nt) measured in this run on the producer's CPU; the \
              paced rows publish {} frames a second, so their latency is the hand-off's, not \
              queueing; copies_witnessed is 1 (the producer's copy of the pixels) + the bytes \
-             through read/write of every process per frame over the frame's bytes; no \
-             iceoryx2 frame row (see docs/streaming.md)",
+             through read/write of every process per frame over the frame's bytes{}",
             options.frame_seconds,
-            crate::frames::PACE_FPS
+            crate::frames::PACE_FPS,
+            if report.frames.iter().any(|f| f.transport == "iceoryx2") {
+                "; the iceoryx2 rows (built with --peers) are p1p2-iceoryx2-peer stream-pub \
+                 and stream-sub: the same frames and checks, one copy into a loaned sample, \
+                 the publisher retrying a full subscriber queue (every subscriber gets every \
+                 frame), the subscribers polling (see docs/streaming.md)"
+            } else {
+                "; no iceoryx2 frame row without --peers (see docs/streaming.md)"
+            }
         ));
     }
     if let Some(version) = python {

@@ -39,7 +39,7 @@ wait,pin,fps,ci95_lo,ci95_hi,producer_fps,latency_p50_us,latency_p99_us,memcpy_f
 copies,copies_witnessed,skipped,rounds";
 
 /// The frame rows in table order: by size, then variant, readers, policy
-/// and transport (shm, unix, tcp).
+/// and transport (shm, unix, tcp, then iceoryx2).
 pub fn sorted_frames(frames: &[FrameResult]) -> Vec<&FrameResult> {
     let rank = |t: &str| match t {
         "shm" => 0,

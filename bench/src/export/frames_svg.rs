@@ -63,7 +63,7 @@ fn lines(report: &Report) -> Vec<Line> {
                 });
             }
         }
-        for t in [Channel::Shm, Channel::Unix, Channel::Tcp] {
+        for t in [Channel::Shm, Channel::Unix, Channel::Tcp, Channel::Iceoryx2] {
             let mut rows: Vec<&FrameResult> = report
                 .frames
                 .iter()
@@ -220,6 +220,13 @@ mod tests {
         assert!(texts.iter().any(|t| t == "shm 1920×1080"), "{texts:?}");
         assert!(texts.iter().any(|t| t == "unix 1920×1080"), "{texts:?}");
         assert!(texts.iter().any(|t| t.starts_with("readers")), "{texts:?}");
+        // An iceoryx2 row (a run with --peers) gets its own line.
+        let mut with_iceoryx2 = super::super::frames::tests::report();
+        let mut row = with_iceoryx2.frames[0].clone();
+        row.transport = Channel::Iceoryx2.as_str().to_string();
+        with_iceoryx2.frames.push(row);
+        let texts = super::super::svg::texts(&to_frames_svg(&with_iceoryx2).unwrap());
+        assert!(texts.iter().any(|t| t == "iceoryx2 1920×1080"), "{texts:?}");
         let empty = to_frames_svg(&Report::new(crate::testdata::machine())).unwrap();
         assert!(super::super::svg::texts(&empty)
             .iter()

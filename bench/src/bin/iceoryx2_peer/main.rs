@@ -16,6 +16,11 @@
 //! files in /dev/shm carry the prefix `p1p2_iox2.NAME.`, so that the driver
 //! removes them after the case (iceoryx2 keeps a small node counter there
 //! for good otherwise).
+//!
+//! `p1p2-iceoryx2-peer stream-pub ...` and `stream-sub ...` stream frames
+//! instead, for the frame rows (see `stream.rs`).
+
+mod stream;
 
 use std::process::ExitCode;
 use std::time::Instant;
@@ -27,10 +32,22 @@ use iceoryx2::prelude::*;
 
 fn main() -> ExitCode {
     let args: Vec<String> = std::env::args().skip(1).collect();
+    match args.first().map(String::as_str) {
+        Some("stream-pub") => {
+            set_log_level(LogLevel::Error);
+            return stream::main(true, &args[1..]);
+        }
+        Some("stream-sub") => {
+            set_log_level(LogLevel::Error);
+            return stream::main(false, &args[1..]);
+        }
+        _ => {}
+    }
     let Some((role, spec)) = peer::parse_args(&args) else {
         eprintln!(
-            "p1p2-iceoryx2-peer: error: usage: p1p2-iceoryx2-peer {}",
-            peer::USAGE
+            "p1p2-iceoryx2-peer: error: usage: p1p2-iceoryx2-peer {}\n       p1p2-iceoryx2-peer {}",
+            peer::USAGE,
+            stream::USAGE
         );
         return ExitCode::from(2);
     };
