@@ -391,6 +391,9 @@ pub fn frame_verdicts(report: &Report, seed: u64) -> Vec<Verdict> {
                 && f.consumers == readers
                 && f.policy == policy
                 && f.variant == variant
+                // Rates compare blocking readers (the sockets block); the
+                // paced latency row is the spinning one.
+                && (variant == Variant::Paced || f.wait == "block")
         })
     };
     let ceiling = |size| report.frame_ceilings.iter().find(|c| c.size() == size);
@@ -576,6 +579,28 @@ fn latency_verdicts(latency: &[LatencyResult], seed: u64) -> Vec<Verdict> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn frame_rates_compare_blocking_readers_even_beside_spinning_ones() {
+        let report = crate::export::frames::tests::report();
+        let ratio = |r: &Report| {
+            frame_verdicts(r, 1)
+                .into_iter()
+                .find(|v| v.target.contains("≥ 3× unix with 1 reader"))
+                .map(|v| v.detail)
+                .unwrap()
+        };
+        let blocking = ratio(&report);
+        assert!(blocking.contains("4.0"), "{blocking}");
+        // A spinning ring row (as a run with iceoryx2 adds), listed first
+        // and ten times as fast, changes nothing: the sockets block.
+        let mut with_spin = report.clone();
+        let mut spin = with_spin.frames[0].clone();
+        spin.wait = "spin".into();
+        spin.fps *= 10.0;
+        with_spin.frames.insert(0, spin);
+        assert_eq!(ratio(&with_spin), blocking);
+    }
     use crate::testdata::{self, rounds_with_medians, row, MIB8};
 
     fn find<'a>(v: &'a [Verdict], start: &str) -> &'a Verdict {

@@ -617,6 +617,8 @@ impl Driver<'_> {
                         Variant::Max,
                         true,
                     ));
+                    // Like for like with them: the ring's readers spinning too.
+                    jobs.push(case(Channel::Shm, consumers, "every", Variant::Max, true));
                 }
                 jobs.push(case(Channel::Iceoryx2, 1, "every", Variant::Paced, true));
             }

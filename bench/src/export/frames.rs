@@ -62,9 +62,9 @@ pub fn sorted_frames(frames: &[FrameResult]) -> Vec<&FrameResult> {
 }
 
 /// `f`'s fps over the unix row with as many readers, the same policy, as
-/// fast as possible.
+/// fast as possible; only for blocking readers, as the socket's are.
 pub fn x_unix(frames: &[FrameResult], f: &FrameResult) -> Option<f64> {
-    if f.variant != Variant::Max {
+    if f.variant != Variant::Max || f.wait != "block" {
         return None;
     }
     let unix = frames.iter().find(|u| {
@@ -204,7 +204,7 @@ pub fn to_frames_csv(report: &Report) -> String {
 }
 
 #[cfg(test)]
-pub(super) mod tests {
+pub(crate) mod tests {
     use super::*;
     use crate::case::{Channel, Pin};
     use crate::frames::{FrameCase, FrameLatency, FrameRound, FULL_FRAME_SIZES};

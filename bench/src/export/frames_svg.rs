@@ -63,13 +63,22 @@ fn lines(report: &Report) -> Vec<Line> {
                 });
             }
         }
-        for t in [Channel::Shm, Channel::Unix, Channel::Tcp, Channel::Iceoryx2] {
+        // The ring's readers block, as the sockets' do; with iceoryx2 (whose
+        // subscribers poll) the run adds the ring with spinning readers.
+        for (t, wait) in [
+            (Channel::Shm, "block"),
+            (Channel::Shm, "spin"),
+            (Channel::Unix, "block"),
+            (Channel::Tcp, "block"),
+            (Channel::Iceoryx2, "spin"),
+        ] {
             let mut rows: Vec<&FrameResult> = report
                 .frames
                 .iter()
                 .filter(|f| {
                     f.size() == size
                         && f.transport == t.as_str()
+                        && f.wait == wait
                         && f.policy == "every"
                         && f.variant == Variant::Max
                         && finite(f.fps) > 0.0
@@ -79,8 +88,13 @@ fn lines(report: &Report) -> Vec<Line> {
             if rows.is_empty() {
                 continue;
             }
+            let spinning = if t == Channel::Shm && wait == "spin" {
+                " spin"
+            } else {
+                ""
+            };
             out.push(Line {
-                label: format!("{t} {size}"),
+                label: format!("{t}{spinning} {size}"),
                 color: color(t),
                 width,
                 ceiling: false,
@@ -224,9 +238,16 @@ mod tests {
         let mut with_iceoryx2 = super::super::frames::tests::report();
         let mut row = with_iceoryx2.frames[0].clone();
         row.transport = Channel::Iceoryx2.as_str().to_string();
+        row.wait = "spin".into();
+        let mut spinning_shm = with_iceoryx2.frames[0].clone();
+        spinning_shm.wait = "spin".into();
         with_iceoryx2.frames.push(row);
+        with_iceoryx2.frames.push(spinning_shm);
         let texts = super::super::svg::texts(&to_frames_svg(&with_iceoryx2).unwrap());
         assert!(texts.iter().any(|t| t == "iceoryx2 1920×1080"), "{texts:?}");
+        // ... and the ring's spinning readers, beside it, their own.
+        assert!(texts.iter().any(|t| t == "shm spin 1920×1080"), "{texts:?}");
+        assert!(texts.iter().any(|t| t == "shm 1920×1080"), "{texts:?}");
         let empty = to_frames_svg(&Report::new(crate::testdata::machine())).unwrap();
         assert!(super::super::svg::texts(&empty)
             .iter()
