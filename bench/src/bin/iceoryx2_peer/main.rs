@@ -206,10 +206,21 @@ fn run(role: Role, spec: &Spec) -> Result<PeerReport, Error> {
 fn poll<T>(
     spec: &Spec,
     what: &str,
+    f: impl FnMut() -> Result<Option<T>, Error>,
+) -> Result<T, Error> {
+    poll_for(spec.spin(), spec.timeout(), what, f)
+}
+
+/// Calls `f` until it yields a value: spinning for `spin`, then yielding
+/// the CPU between calls; gives up at `timeout` and on a signal (both
+/// checked every 256 calls).
+fn poll_for<T>(
+    spin: std::time::Duration,
+    timeout: std::time::Duration,
+    what: &str,
     mut f: impl FnMut() -> Result<Option<T>, Error>,
 ) -> Result<T, Error> {
     let started = Instant::now();
-    let spin = spec.spin();
     let mut calls = 0u32;
     loop {
         if let Some(value) = f()? {
@@ -217,9 +228,9 @@ fn poll<T>(
         }
         calls = calls.wrapping_add(1);
         let waited = started.elapsed();
-        if calls.is_multiple_of(1024) {
+        if calls.is_multiple_of(256) {
             common::signals::check()?;
-            if waited >= spec.timeout() {
+            if waited >= timeout {
                 return Err(Error::Timeout {
                     what: format!("waiting for {what} over iceoryx2"),
                     waited,

@@ -378,34 +378,11 @@ fn subscribe(o: &Options) -> Result<SubscriberReport, Error> {
     })
 }
 
-/// Calls `f` until it yields a value: spinning for [`SPIN`], then yielding
-/// the CPU between calls; gives up at `timeout` and on a signal.
+/// [`super::poll_for`] with this module's spin time.
 fn poll<T>(
     timeout: Duration,
     what: &str,
-    mut f: impl FnMut() -> Result<Option<T>, Error>,
+    f: impl FnMut() -> Result<Option<T>, Error>,
 ) -> Result<T, Error> {
-    let started = Instant::now();
-    let mut calls = 0u32;
-    loop {
-        if let Some(value) = f()? {
-            return Ok(value);
-        }
-        calls = calls.wrapping_add(1);
-        let waited = started.elapsed();
-        if calls.is_multiple_of(256) {
-            common::signals::check()?;
-            if waited >= timeout {
-                return Err(Error::Timeout {
-                    what: format!("waiting for {what} over iceoryx2"),
-                    waited,
-                });
-            }
-        }
-        if waited < SPIN {
-            std::hint::spin_loop();
-        } else {
-            std::thread::yield_now();
-        }
-    }
+    super::poll_for(SPIN, timeout, what, f)
 }
