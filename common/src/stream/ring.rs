@@ -14,7 +14,8 @@
 //! takes a free entry (compare-and-swap of its [`Ident`] word) and records
 //! there the last frame it finished with. Under [`Policy::Every`] the producer
 //! writes frame `f` only once every attached reader has finished frame
-//! `f - K`, the slot's previous frame; a dead reader is dropped at once, and
+//! `f - K`, the slot's previous frame; a dead reader is dropped at the first
+//! liveness check (a tenth of a second into the wait), and
 //! one that makes no progress for [`EVICT_AFTER`] (stopped, or too slow) is
 //! marked evicted and no longer waited for. Under [`Policy::Latest`] the
 //! producer never waits.
