@@ -227,6 +227,14 @@ until_true() {
 
 gone() { ! kill -0 "$1" 2>/dev/null; }
 
+# Whether the stream ring NAME has published a frame: its head (u64 at
+# offset 88 of the segment) is above 0.
+stream_started() {
+  local head
+  head=$(od -An -t u8 -j 88 -N 8 "/dev/shm/p1p2.$1" 2>/dev/null | tr -d ' ') || return 1
+  [ -n "$head" ] && [ "$head" -gt 0 ]
+}
+
 has_line() { grep -q -- "$2" "$1" 2>/dev/null; }
 
 # expect_ok WHO STATUS FILE: fails the lesson unless STATUS is 0, with the
@@ -726,8 +734,9 @@ lesson_6() {
     producer=$LAUNCHED
     if [ "$run" != live ]; then
       stopped=${readers[2]}
-      until_true 10 "the stream to start" test -e "/dev/shm/p1p2.$NAME"
-      sleep 0.3
+      # Once frame 1 is out (the ring's head, at offset 88), all three
+      # readers are attached: the producer waited for them.
+      until_true 10 "the stream to start" stream_started "$NAME"
       show_cmd "   # reader 3" kill -STOP "$stopped"
       kill -STOP "$stopped"
     fi
