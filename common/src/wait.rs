@@ -117,12 +117,13 @@ fn slice_timespec(left: Duration) -> rustix::time::Timespec {
     }
 }
 
-/// Wakes every process sleeping on `word` (after a `Release` store to it).
-pub fn wake_all(word: &AtomicU32) {
+/// Wakes every process sleeping on `word` (after a `Release` store to it),
+/// and returns how many the kernel woke.
+pub fn wake_all(word: &AtomicU32) -> usize {
     // Errors are impossible for a valid address; a failed wake would only
     // delay waiters until their next slice. The kernel reads the count as a
     // signed int: u32::MAX would be -1, which wakes one waiter only.
-    let _ = futex::wake(word, futex::Flags::empty(), i32::MAX as u32);
+    futex::wake(word, futex::Flags::empty(), i32::MAX as u32).unwrap_or(0)
 }
 
 /// Bit 31 of a state word: set by a waiter of [`spin_until`] just before it
@@ -358,6 +359,62 @@ mod tests {
         assert_eq!(got, Some(7));
         assert!(deadline.elapsed() < Duration::from_secs(5));
         t.join().unwrap();
+    }
+
+    /// Whether thread `tid` of this process is blocked in `futex(2)`, as
+    /// `/proc/self/task/TID/syscall` shows it (its first field is the number
+    /// of the system call it is blocked in).
+    fn in_futex(tid: i32) -> bool {
+        let nr = std::fs::read_to_string(format!("/proc/self/task/{tid}/syscall"))
+            .ok()
+            .and_then(|s| s.split_whitespace().next()?.parse::<i64>().ok());
+        nr == Some(libc::SYS_futex)
+    }
+
+    #[test]
+    fn one_wake_reaches_every_sleeper() {
+        let word = Arc::new(AtomicU32::new(0));
+        let tids = Arc::new(std::sync::Mutex::new(Vec::new()));
+        let sleepers: Vec<_> = (0..3)
+            .map(|_| {
+                let (word, tids) = (Arc::clone(&word), Arc::clone(&tids));
+                std::thread::spawn(move || {
+                    tids.lock()
+                        .unwrap()
+                        .push(rustix::thread::gettid().as_raw_nonzero().get());
+                    // One long futex sleep (not `until`'s slices, which end
+                    // every 100 ms), so the sleepers are all in the kernel
+                    // when the wake comes.
+                    let long = rustix::time::Timespec {
+                        tv_sec: 20,
+                        tv_nsec: 0,
+                    };
+                    while word.load(Ordering::Acquire) == 0 {
+                        let _ = futex::wait(&*word, futex::Flags::empty(), 0, Some(&long));
+                    }
+                    word.load(Ordering::Acquire)
+                })
+            })
+            .collect();
+        // Wait until all three sleep in the kernel; then a single wake must
+        // reach them all.
+        let start = std::time::Instant::now();
+        loop {
+            let tids = tids.lock().unwrap().clone();
+            if tids.len() == 3 && tids.iter().all(|&t| in_futex(t)) {
+                break;
+            }
+            assert!(
+                start.elapsed() < Duration::from_secs(10),
+                "the sleepers never slept"
+            );
+            std::thread::sleep(Duration::from_millis(2));
+        }
+        word.store(1, Ordering::Release);
+        assert_eq!(wake_all(&word), 3, "one wake must reach every sleeper");
+        for s in sleepers {
+            assert_eq!(s.join().unwrap(), 1);
+        }
     }
 
     #[test]
