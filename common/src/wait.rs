@@ -390,7 +390,7 @@ mod tests {
                         tv_nsec: 0,
                     };
                     while word.load(Ordering::Acquire) == 0 {
-                        let _ = futex::wait(&*word, futex::Flags::empty(), 0, Some(&long));
+                        let _ = futex::wait(&word, futex::Flags::empty(), 0, Some(&long));
                     }
                     word.load(Ordering::Acquire)
                 })
