@@ -364,11 +364,12 @@ mod tests {
     /// Whether thread `tid` of this process is blocked in `futex(2)`, as
     /// `/proc/self/task/TID/syscall` shows it (its first field is the number
     /// of the system call it is blocked in).
-    fn in_futex(tid: i32) -> bool {
-        let nr = std::fs::read_to_string(format!("/proc/self/task/{tid}/syscall"))
-            .ok()
-            .and_then(|s| s.split_whitespace().next()?.parse::<i64>().ok());
-        nr == Some(libc::SYS_futex)
+    /// `None` where the file cannot be read (no /proc, or a kernel
+    /// without it).
+    fn in_futex(tid: i32) -> Option<bool> {
+        let text = std::fs::read_to_string(format!("/proc/self/task/{tid}/syscall")).ok()?;
+        let nr = text.split_whitespace().next()?.parse::<i64>().ok();
+        Some(nr == Some(libc::SYS_futex))
     }
 
     #[test]
@@ -401,8 +402,20 @@ mod tests {
         let start = std::time::Instant::now();
         loop {
             let tids = tids.lock().unwrap().clone();
-            if tids.len() == 3 && tids.iter().all(|&t| in_futex(t)) {
-                break;
+            if tids.len() == 3 {
+                match tids
+                    .iter()
+                    .map(|&t| in_futex(t))
+                    .collect::<Option<Vec<_>>>()
+                {
+                    Some(asleep) if asleep.iter().all(|&a| a) => break,
+                    Some(_) => {}
+                    // Nothing to watch them with: give them time to sleep.
+                    None => {
+                        std::thread::sleep(Duration::from_millis(300));
+                        break;
+                    }
+                }
             }
             assert!(
                 start.elapsed() < Duration::from_secs(10),
