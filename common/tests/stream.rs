@@ -491,3 +491,27 @@ fn bad_stream_options_get_one_line_and_no_segment() {
     .fails_with(2, &["shm, unix or tcp"]);
     assert_clean(&name);
 }
+
+#[test]
+fn a_full_reader_table_refuses_one_more_reader_with_a_clear_error() {
+    let name = unique("full");
+    let n = Name::new(&name).unwrap();
+    let (writer, _) = Writer::create(&n, 4096, 2, Policy::Latest).unwrap();
+    let readers: Vec<Reader> = (0..common::stream::MAX_READERS)
+        .map(|_| Reader::attach(Segment::open(&n).unwrap(), Duration::ZERO).unwrap())
+        .collect();
+    assert_eq!(writer.readers(), common::stream::MAX_READERS);
+    let err = Reader::attach(Segment::open(&n).unwrap(), Duration::ZERO).unwrap_err();
+    assert!(
+        err.to_string()
+            .contains("reader table (32 entries, all taken)"),
+        "{err}"
+    );
+    // They leave: their entries are free for the next.
+    drop(readers);
+    assert_eq!(writer.readers(), 0);
+    let again = Reader::attach(Segment::open(&n).unwrap(), Duration::ZERO).unwrap();
+    assert_eq!(writer.readers(), 1);
+    drop((again, writer));
+    assert_clean(&name);
+}

@@ -1,4 +1,4 @@
-//! Streams of raw frames: a ring of slots in shared memory that any number of readers attach to.
+//! Streams of raw frames: a ring of slots in shared memory that many readers attach to and leave at will.
 //!
 //! The one-image hand-off shows the idea; a stream shows where shared memory
 //! wins by the most. The producer publishes a sequence of raw frames (no

@@ -539,7 +539,7 @@ impl Reader {
                         .is_ok()
             })
             .ok_or_else(|| Error::InUse {
-                what: "every reader entry of stream",
+                what: "the reader table (32 entries, all taken) of stream",
                 name: ring.name().to_string(),
                 pid: None,
             })?;
