@@ -176,6 +176,8 @@ fn draw(
                 String::new()
             }
         })
+        // "100", not "100.0": frame rates are whole numbers at these scales.
+        .y_label_formatter(&|y| format!("{}", (y * 100.0).round() / 100.0))
         .y_max_light_lines(1)
         .label_style(("sans-serif", 14))
         .axis_desc_style(("sans-serif", 16))
@@ -234,6 +236,9 @@ mod tests {
         assert!(texts.iter().any(|t| t == "shm 1920×1080"), "{texts:?}");
         assert!(texts.iter().any(|t| t == "unix 1920×1080"), "{texts:?}");
         assert!(texts.iter().any(|t| t.starts_with("readers")), "{texts:?}");
+        // The log axis labels its decades as whole numbers.
+        assert!(texts.iter().any(|t| t == "1000"), "{texts:?}");
+        assert!(!texts.iter().any(|t| t.ends_with(".0")), "{texts:?}");
         // An iceoryx2 row (a run with --peers) gets its own line.
         let mut with_iceoryx2 = super::super::frames::tests::report();
         let mut row = with_iceoryx2.frames[0].clone();
