@@ -63,18 +63,23 @@ fn ice(what: &str) -> impl Fn(&dyn std::fmt::Debug) -> Error + '_ {
     }
 }
 
-fn run(role: Role, spec: &Spec) -> Result<PeerReport, Error> {
-    // Every file iceoryx2 makes for this case, its persistent node counter
-    // included, starts with this prefix, so the driver can remove them.
+/// The iceoryx2 node of case (or stream) `name`. Every file iceoryx2 makes
+/// for it, its persistent node counter included, starts with the prefix
+/// `p1p2_iox2.NAME.`, so the driver can remove them.
+fn node(name: &str) -> Result<Node<ipc::Service>, Error> {
     let mut config = Config::default();
-    config.global.prefix = FileName::new(format!("p1p2_iox2.{}.", spec.name).as_bytes())
+    config.global.prefix = FileName::new(format!("p1p2_iox2.{name}.").as_bytes())
         .map_err(|e| ice("name the files")(&e))?;
-    let node = NodeBuilder::new()
+    NodeBuilder::new()
         .config(&config)
         // The peer's own handlers turn SIGINT and SIGTERM into errors.
         .signal_handling_mode(SignalHandlingMode::Disabled)
         .create::<ipc::Service>()
-        .map_err(|e| ice("create a node")(&e))?;
+        .map_err(|e| ice("create a node")(&e))
+}
+
+fn run(role: Role, spec: &Spec) -> Result<PeerReport, Error> {
+    let node = node(&spec.name)?;
     let name = |what: &str| -> Result<ServiceName, Error> {
         format!("p1p2/{}/{what}", spec.name)
             .as_str()

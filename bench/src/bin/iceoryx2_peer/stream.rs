@@ -150,16 +150,7 @@ fn parse(args: &[String]) -> Result<Options, String> {
 /// The node and the data service of stream `name`: created by the
 /// publisher with room for `consumers` subscribers, opened by them.
 fn service(o: &Options, create: bool) -> Result<(Node<ipc::Service>, Frames), Error> {
-    // Every file iceoryx2 makes for this stream starts with this prefix, so
-    // the driver can remove them.
-    let mut config = Config::default();
-    config.global.prefix = FileName::new(format!("p1p2_iox2.{}.", o.name).as_bytes())
-        .map_err(|e| ice("name the files")(&e))?;
-    let node = NodeBuilder::new()
-        .config(&config)
-        .signal_handling_mode(SignalHandlingMode::Disabled)
-        .create::<ipc::Service>()
-        .map_err(|e| ice("create a node")(&e))?;
+    let node = super::node(&o.name)?;
     let name: ServiceName = format!("p1p2/{}/frames", o.name)
         .as_str()
         .try_into()
