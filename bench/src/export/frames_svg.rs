@@ -122,21 +122,15 @@ fn lines(report: &Report) -> Vec<Line> {
 /// [`RenderError::Plot`] when plotters fails to draw.
 pub fn to_frames_svg(report: &Report) -> Result<String, RenderError> {
     let lines = lines(report);
-    let ys = || {
+    let (y_lo, y_hi) = super::svg::log_range(
         lines.iter().flat_map(|l| {
             l.points
                 .iter()
                 .map(|p| p.1)
                 .chain(l.bars.iter().flat_map(|b| [b.1, b.2]))
-        })
-    };
-    let y_max = ys().fold(0.0, f64::max);
-    let y_min = ys().filter(|&y| y > 0.0).fold(f64::INFINITY, f64::min);
-    let (y_lo, y_hi) = if y_max > 0.0 && y_min.is_finite() {
-        (y_min / 1.5, y_max * 1.5)
-    } else {
-        (1.0, 10_000.0)
-    };
+        }),
+        (1.0, 10_000.0),
+    );
     let pin = report
         .frames
         .first()

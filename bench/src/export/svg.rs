@@ -169,21 +169,15 @@ pub fn to_svg(report: &Report) -> Result<String, RenderError> {
         (Some(&lo), Some(&hi)) => (lo / 1.6, hi * 1.6),
         _ => (4096.0 / 1.6, 268_435_456.0 * 1.6),
     };
-    let ys = || {
+    let (y_lo, y_hi) = log_range(
         lines.iter().flat_map(|l| {
             l.points
                 .iter()
                 .map(|p| p.1)
                 .chain(l.bars.iter().flat_map(|b| [b.1, b.2]))
-        })
-    };
-    let y_max = ys().fold(0.0, f64::max);
-    let y_min = ys().filter(|&y| y > 0.0).fold(f64::INFINITY, f64::min);
-    let (y_lo, y_hi) = if y_max > 0.0 && y_min.is_finite() {
-        (y_min / 1.5, y_max * 1.5)
-    } else {
-        (0.01, 100.0)
-    };
+        }),
+        (0.01, 100.0),
+    );
 
     let mut svg = String::new();
     draw(&mut svg, pin, &lines, sizes, (x_lo, x_hi), (y_lo, y_hi))
@@ -304,6 +298,21 @@ pub(super) fn no_results(
 }
 
 /// The trimmed contents of every `<text>` element of `svg`.
+/// The range of a log axis over `values`: from the smallest positive value
+/// / 1.5 to the largest × 1.5, or `fallback` when there is none.
+pub(super) fn log_range(
+    values: impl Iterator<Item = f64> + Clone,
+    fallback: (f64, f64),
+) -> (f64, f64) {
+    let max = values.clone().fold(0.0, f64::max);
+    let min = values.filter(|&y| y > 0.0).fold(f64::INFINITY, f64::min);
+    if max > 0.0 && min.is_finite() {
+        (min / 1.5, max * 1.5)
+    } else {
+        fallback
+    }
+}
+
 #[cfg(test)]
 pub(super) fn texts(svg: &str) -> Vec<String> {
     svg.split("<text")
