@@ -654,17 +654,10 @@ fn a_good_fake_offer_is_accepted_and_its_descriptor_closed_after_use() {
 // The Python example.
 
 fn python3() -> bool {
-    let ok = Command::new("python3")
-        .args([
-            "-c",
-            "import socket, fcntl; socket.recv_fds; fcntl.F_GET_SEALS",
-        ])
-        .status()
-        .is_ok_and(|s| s.success());
-    if !ok {
-        eprintln!("note: skipped, python3 (3.9 or later) is not available");
-    }
-    ok
+    util::python3(
+        "import socket, fcntl; socket.recv_fds; fcntl.F_GET_SEALS",
+        "3.9 or later",
+    )
 }
 
 fn py_consumer(name: &str) -> Proc {

@@ -11,6 +11,8 @@
 //! this test executable run again with [`CHILD_ROLE`] set, which makes the
 //! otherwise ignored test `child_process` do one job.
 
+mod util;
+
 use std::io::Read;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, ExitStatus, Output, Stdio};
@@ -459,16 +461,7 @@ fn the_race_example_fails_cleanly_when_a_child_is_killed() {
 
 /// `python3`, if it is installed and can run the consumer.
 fn python3() -> Option<&'static str> {
-    let ok = Command::new("python3")
-        .args(["-c", "import ctypes, fcntl, mmap"])
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .status()
-        .is_ok_and(|s| s.success());
-    if !ok {
-        eprintln!("note: skipped, python3 (3.8 or later) is not available");
-    }
-    ok.then_some("python3")
+    util::python3("import ctypes, fcntl, mmap", "3.8 or later").then_some("python3")
 }
 
 fn py_consumer(python: &str, args: &[&str]) -> Reaped {

@@ -148,9 +148,12 @@ fn consumers_join_mid_stream_and_leave_freely() {
     assert_clean(&name);
 }
 
-#[test]
-fn under_every_a_stopped_consumer_is_dropped_and_the_stream_goes_on() {
-    let name = unique("stopped");
+/// A stream of `frames` frames at 50 a second under `every`, started once
+/// two readers are attached; returns its name, the producer, and the two
+/// readers, once the stream runs (frame 5 is out).
+fn every_with_two_readers(tag: &str, frames: u64) -> (String, Proc, Proc, Proc) {
+    let name = unique(tag);
+    let frames = frames.to_string();
     let p = producer(
         &name,
         &[
@@ -159,15 +162,21 @@ fn under_every_a_stopped_consumer_is_dropped_and_the_stream_goes_on() {
             "--fps",
             "50",
             "--frames",
-            "150",
+            &frames,
             "--consumers",
             "2",
         ],
     );
-    let healthy = consumer(&name, &[]);
-    let sleeper = consumer(&name, &[]);
-    await_readers(&name, 2);
-    std::thread::sleep(Duration::from_millis(300));
+    let first = consumer(&name, &[]);
+    let second = consumer(&name, &[]);
+    // The producer counted both readers before frame 1.
+    await_frame(&name, 5);
+    (name, p, first, second)
+}
+
+#[test]
+fn under_every_a_stopped_consumer_is_dropped_and_the_stream_goes_on() {
+    let (name, p, healthy, sleeper) = every_with_two_readers("stopped", 150);
     sleeper.signal(libc::SIGSTOP);
     let pj = p.wait(LIMIT).ok().json();
     assert_eq!(num(&pj, "frames"), 150);
@@ -197,25 +206,8 @@ fn under_every_a_stopped_consumer_is_dropped_and_the_stream_goes_on() {
 }
 
 #[test]
-fn under_every_a_killed_consumer_is_dropped_at_once() {
-    let name = unique("killed");
-    let p = producer(
-        &name,
-        &[
-            "--policy",
-            "every",
-            "--fps",
-            "50",
-            "--frames",
-            "100",
-            "--consumers",
-            "2",
-        ],
-    );
-    let healthy = consumer(&name, &[]);
-    let victim = consumer(&name, &[]);
-    // Once the stream runs (the producer counted both readers), kill one.
-    await_frame(&name, 5);
+fn under_every_a_killed_consumer_is_dropped_not_evicted() {
+    let (name, p, healthy, victim) = every_with_two_readers("killed", 100);
     victim.signal(libc::SIGKILL);
     let pj = p.wait(LIMIT).ok().json();
     assert_eq!(num(&pj, "frames"), 100);

@@ -113,10 +113,29 @@ pub(super) fn run_round(spec: &RoundSpec, bar: &ProgressBar) -> Result<FrameRoun
             None,
         ),
     };
-    let mut producer_args: Vec<String> = modes.map(|m| m.0.to_string()).into_iter().collect();
-    producer_args.extend(
-        [
-            "--stream",
+    // The flags both sides take, then each side's own.
+    let both = [
+        "--stream",
+        "--name",
+        spec.name,
+        "--transport",
+        transport,
+        "--addr",
+        &addr,
+        "--timeout",
+        &timeout,
+        "--json",
+    ];
+    let args = |mode: Option<&str>, own: &[&str]| -> Vec<String> {
+        mode.into_iter()
+            .chain(both)
+            .chain(own.iter().copied())
+            .map(str::to_string)
+            .collect()
+    };
+    let producer_args = args(
+        modes.map(|m| m.0),
+        &[
             "--size",
             &case.size.arg(),
             "--fps",
@@ -127,36 +146,9 @@ pub(super) fn run_round(spec: &RoundSpec, bar: &ProgressBar) -> Result<FrameRoun
             &case.consumers.to_string(),
             "--policy",
             case.policy,
-            "--transport",
-            transport,
-            "--name",
-            spec.name,
-            "--addr",
-            &addr,
-            "--timeout",
-            &timeout,
-            "--json",
-        ]
-        .iter()
-        .map(|s| s.to_string()),
+        ],
     );
-    let mut consumer_args: Vec<String> = modes.map(|m| m.1.to_string()).into_iter().collect();
-    consumer_args.extend(
-        [
-            "--stream",
-            "--name",
-            spec.name,
-            "--transport",
-            transport,
-            "--addr",
-            &addr,
-            "--timeout",
-            &timeout,
-            "--json",
-        ]
-        .iter()
-        .map(|s| s.to_string()),
-    );
+    let mut consumer_args = args(modes.map(|m| m.1), &[]);
     if case.spin {
         consumer_args.push("--spin".into());
     }

@@ -412,3 +412,19 @@ pub fn assert_rejected_and_clean(segment: common::segment::Segment, name: &str) 
     drop(segment);
     assert_clean(name);
 }
+
+/// Whether `python3` is installed and runs `check` (the imports and
+/// attributes a script needs); prints a note when it does not, and the
+/// calling test then passes without running it.
+pub fn python3(check: &str, needs: &str) -> bool {
+    let ok = Command::new("python3")
+        .args(["-c", check])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .status()
+        .is_ok_and(|s| s.success());
+    if !ok {
+        eprintln!("note: skipped, python3 ({needs}) is not available");
+    }
+    ok
+}
