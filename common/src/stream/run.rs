@@ -462,11 +462,7 @@ pub fn consume(options: &ConsumerOptions, story: &Story) -> Result<ConsumerRepor
         Tap::Socket(s) => (s.stats(), s.policy(), 1),
     };
     let seconds = first_at.map_or(0.0, |t| last_at.duration_since(t).as_secs_f64());
-    let fps = if stats.frames > 1 && seconds > 0.0 {
-        (stats.frames - 1) as f64 / seconds
-    } else {
-        0.0
-    };
+    let fps = rate(stats.frames, first_at, last_at);
     let latency_us = Latency::of(&mut latencies);
     let frame = last.ok_or_else(|| {
         Error::PeerGone(format!(
@@ -512,6 +508,15 @@ pub fn consume(options: &ConsumerOptions, story: &Story) -> Result<ConsumerRepor
     })
 }
 
+/// Frames a second over `frames` frames read from `first` to `last`: the
+/// `frames - 1` intervals between them; 0 with fewer than two.
+fn rate(frames: u64, first: Option<Instant>, last: Instant) -> f64 {
+    match first.map(|t| last.duration_since(t).as_secs_f64()) {
+        Some(span) if frames > 1 && span > 0.0 => (frames - 1) as f64 / span,
+        _ => 0.0,
+    }
+}
+
 /// "29.8 fps  latency 0.41 ms" for the preview's status line.
 fn status_line(
     latencies: &[u64],
@@ -519,12 +524,7 @@ fn status_line(
     first_at: Option<Instant>,
     last_at: Instant,
 ) -> String {
-    let fps = match (first_at, latencies.len()) {
-        (Some(first), n) if n > 1 => {
-            (n - 1) as f64 / last_at.duration_since(first).as_secs_f64().max(1e-9)
-        }
-        _ => 0.0,
-    };
+    let fps = rate(latencies.len() as u64, first_at, last_at);
     let latency = latencies.last().map_or(0.0, |&ns| ns as f64 / 1e6);
     match last {
         Some(f) => format!(
@@ -546,6 +546,16 @@ mod tests {
         for bad in ["1920", "0x5", "x", "axb", "100000x100000"] {
             assert!(parse_size(bad).is_err(), "{bad}");
         }
+    }
+
+    #[test]
+    fn a_rate_counts_the_intervals_between_frames() {
+        let t = Instant::now();
+        let later = t + Duration::from_secs(2);
+        assert_eq!(rate(5, Some(t), later), 2.0);
+        assert_eq!(rate(1, Some(t), later), 0.0);
+        assert_eq!(rate(5, None, later), 0.0);
+        assert_eq!(rate(5, Some(t), t), 0.0);
     }
 
     #[test]
