@@ -91,6 +91,16 @@ impl Kind {
         })
     }
 
+    /// The name with its article, for messages: "a transfer", "an array"...
+    pub fn with_article(self) -> &'static str {
+        match self {
+            Kind::Transfer => "a transfer",
+            Kind::Value => "a value",
+            Kind::Array => "an array",
+            Kind::Stream => "a stream",
+        }
+    }
+
     /// Lower-case name, as `producer --list` shows it.
     pub fn as_str(self) -> &'static str {
         match self {

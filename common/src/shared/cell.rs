@@ -48,16 +48,6 @@ pub(super) struct Cells<T: ShmSafe> {
     _type: PhantomData<T>,
 }
 
-/// "a value", "an array", ... for messages.
-fn a_kind(kind: Kind) -> &'static str {
-    match kind {
-        Kind::Transfer => "a transfer",
-        Kind::Value => "a value",
-        Kind::Array => "an array",
-        Kind::Stream => "a stream",
-    }
-}
-
 impl<T: ShmSafe> Cells<T> {
     /// Creates the segment, writes `values` (exactly `len` of them) and
     /// publishes it.
@@ -303,8 +293,8 @@ fn check_elements<T: ShmSafe>(
     if geometry.kind != kind {
         return Err(Error::WrongKind {
             name: name.to_string(),
-            found: a_kind(geometry.kind),
-            expected: a_kind(kind),
+            found: geometry.kind.with_article(),
+            expected: kind.with_article(),
         });
     }
     let found = ElementType::from_code(geometry.elem_type)

@@ -513,13 +513,8 @@ impl Reader {
         if kind != Kind::Stream {
             return Err(Error::WrongKind {
                 name: segment.name().to_string(),
-                found: match kind {
-                    Kind::Transfer => "a transfer",
-                    Kind::Value => "a value",
-                    Kind::Array => "an array",
-                    Kind::Stream => "a stream",
-                },
-                expected: "a stream",
+                found: kind.with_article(),
+                expected: Kind::Stream.with_article(),
             });
         }
         let ring = Ring::new(segment);

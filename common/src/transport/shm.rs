@@ -201,7 +201,7 @@ impl Transport for Shm {
         if kind != Kind::Transfer {
             return Err(Error::BadSegment {
                 name: name.to_string(),
-                reason: format!("it holds a {}, not a transfer", kind.as_str()),
+                reason: format!("it holds {}, not a transfer", kind.with_article()),
             });
         }
         failpoint::hit("consumer:opened");
